@@ -1,0 +1,23 @@
+# core/: the daemon.  Each third-party library has one home here:
+# ev.h -> mh_loop.c, curl multi -> mh_xfer.c, yaml.h -> mh_config.c, ltdl.h -> mh_loader.c.
+noinst_LTLIBRARIES += core/libmhcore.la
+core_libmhcore_la_SOURCES = \
+	core/mh_util.c core/mh_util.h \
+	core/mh_log.c core/mh_log.h \
+	core/mh_loop.c core/mh_loop.h \
+	core/mh_xfer.c core/mh_xfer.h \
+	core/mh_pool.c core/mh_pool.h \
+	core/mh_config.c core/mh_config.h \
+	core/mh_options.c core/mh_options.h \
+	core/mh_bus.c core/mh_bus.h \
+	core/mh_loader.c core/mh_loader.h \
+	core/mh_host.c core/mh_host.h \
+	core/mh_daemon.c core/mh_daemon.h
+core_libmhcore_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+core_libmhcore_la_LIBADD = $(CURL_LIBS) $(YAML_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) \
+	$(LIBEV_LIBS) $(LTDL_LIBS) $(DL_LIBS) $(PTHREAD_LIBS) $(MATH_LIBS)
+
+sbin_PROGRAMS += core/mailhubd
+core_mailhubd_SOURCES = core/mailhubd.c
+core_mailhubd_CFLAGS = $(AM_CFLAGS)
+core_mailhubd_LDADD = core/libmhcore.la

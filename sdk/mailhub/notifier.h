@@ -1,0 +1,72 @@
+/*
+ * mailhub plugin SDK: notifier plugins (SMS, e-mail, webhook, log, ...).
+ *
+ * A notifier instance subscribes to events (the `events:` list of its YAML
+ * instance; all events when absent) and delivers each one it is given.  The
+ * core calls `send` once per event and instance; the notifier reports the
+ * outcome with the return value or, for asynchronous delivery, with
+ * mh_job_done().
+ *
+ * Mandatory: the descriptor's init and free, and `ops` pointing to a
+ * struct mh_notifier_ops with `send`.
+ */
+#ifndef MAILHUB_NOTIFIER_H
+#define MAILHUB_NOTIFIER_H
+
+#include <mailhub/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * An event as delivered to a notifier.
+ * Ownership: borrowed for the duration of `send`; copy what you keep.
+ */
+struct mh_event {
+    uint32_t struct_size;
+    const char *id;     /* stable unique id: use it to deduplicate deliveries */
+    const char *type;   /* "mail.received", "quota.extended", ... */
+    int version;        /* the payload version of this type (docs/events.md) */
+    const char *json;   /* the whole envelope, a JSON object, NUL-terminated */
+    size_t json_len;
+    const char *user;   /* the hub user the event concerns, or NULL */
+    double time;        /* seconds since the epoch */
+};
+
+/**
+ * One delivery of one event to one notifier instance.  Only the public head
+ * is shown.  Ownership: the core's; valid until mh_job_done() is called.
+ */
+struct mh_job {
+    uint32_t struct_size;
+    const struct mh_host *host;
+};
+
+/** Notifier operations.  Fields are only appended. */
+struct mh_notifier_ops {
+    uint32_t struct_size; /* sizeof(struct mh_notifier_ops) */
+
+    /**
+     * Deliver `ev`.  Return MH_OK (delivered), MH_PENDING (call
+     * mh_job_done(job, ...) exactly once later), MH_ERETRY (transient: the
+     * core retries with backoff) or another negative code (permanent).
+     * Mandatory.  Thread: loop; must not block.
+     */
+    int (*send)(void *state, const struct mh_event *ev, struct mh_job *job);
+};
+
+/**
+ * Report the outcome of a send that returned MH_PENDING: rc as for send's
+ * return value; `detail` (may be NULL) is a short text kept with the job,
+ * e.g. "HTTP 503".  Ownership: detail is copied.  Thread: loop.
+ */
+static inline void mh_job_done(struct mh_job *job, int rc, const char *detail)
+{
+    job->host->job_done(job, rc, detail);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAILHUB_NOTIFIER_H */
