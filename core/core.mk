@@ -12,7 +12,8 @@ core_libmhcore_la_SOURCES = \
 	core/mh_bus.c core/mh_bus.h \
 	core/mh_loader.c core/mh_loader.h \
 	core/mh_host.c core/mh_host.h \
-	core/mh_daemon.c core/mh_daemon.h
+	core/mh_daemon.c core/mh_daemon.h \
+	core/mh_storeq.c core/mh_storeq.h
 core_libmhcore_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
 core_libmhcore_la_LIBADD = $(CURL_LIBS) $(YAML_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) \
 	$(LIBEV_LIBS) $(LTDL_LIBS) $(DL_LIBS) $(PTHREAD_LIBS) $(MATH_LIBS)

@@ -20,6 +20,11 @@ struct mh_cfg_errors {
 void mh_cfg_errors_add(struct mh_cfg_errors *e, const char *file, int line, int col, const char *keypath,
                        const char *fmt, ...) MH_PRINTF(6, 7);
 void mh_cfg_errors_clear(struct mh_cfg_errors *e);
+/**
+ * User text made safe to quote in a message: control characters escaped
+ * (\n, \xNN), cut to about 60 characters.  Ownership: malloc'ed.
+ */
+char *mh_cfg_printable(const char *s);
 
 /* -------------------------------------------------------------- tree */
 
@@ -40,6 +45,10 @@ struct mh_cfg_node {
     size_t n;        /* MAP: pairs; SEQ: items */
     struct mh_cfg_pair *pairs;
     struct mh_cfg_node **items;
+    char *env_raw;   /* SCALAR: the text as written when ${VAR} was substituted, else NULL;
+                        messages show this, never `scalar` (the value may be a secret) */
+    int invalid;     /* SCALAR: an error was already reported for it (unset ${VAR}, alias):
+                        checks skip it rather than report it again */
 };
 
 /**
@@ -68,8 +77,8 @@ struct mh_instance_cfg {
     char *user;          /* providers: the hub user that owns this mailbox, or NULL */
     char **events;       /* notifiers: event type patterns ("mail.*"), NULL-terminated; NULL = all */
     const struct mh_cfg_node *options; /* borrowed from the tree: the `options:` map or NULL */
-    int line, col;       /* position of the instance's key */
-    int options_line, options_col;
+    int line, col;       /* position of the instance's key (0 for a store left to its default) */
+    int options_line, options_col; /* of `options:`, else the instance's; for mh_opts_build_at() */
 };
 
 struct mh_listener_cfg {

@@ -1,0 +1,52 @@
+/* The daemon: owns the loop, the plugins and their lifecycle, signals and reload. */
+#ifndef MH_DAEMON_H
+#define MH_DAEMON_H
+
+#include <stddef.h>
+
+struct mh_daemon;
+struct mh_loop;
+struct mh_xfer;
+struct mh_pool;
+struct mh_bus;
+struct mh_storeq;
+struct mh_daemon_config;
+struct mh_instance;
+
+struct mh_daemon_opts {
+    const char *config_path;
+    const char *const *extra_plugin_path; /* prepended, NULL-terminated */
+    int log_level_override;               /* -1: from the config */
+    int log_target_override;              /* -1: from the config */
+};
+
+/**
+ * Load and validate the configuration, load every plugin and validate every
+ * instance's options; nothing is initialised unless everything is valid (the
+ * daemon never starts half-configured).  Returns NULL after logging why.
+ */
+struct mh_daemon *mh_daemon_new(const struct mh_daemon_opts *opts);
+/** Initialise and start everything, run until SIGTERM/SIGINT; returns the exit code. */
+int mh_daemon_run(struct mh_daemon *d);
+void mh_daemon_free(struct mh_daemon **d);
+
+/** --check-config: full validation, printing errors to stderr.  Returns 0 if valid. */
+int mh_daemon_check_config(const struct mh_daemon_opts *opts, int quiet);
+/** --list-plugins */
+int mh_daemon_list_plugins(const struct mh_daemon_opts *opts);
+/** --plugin-help NAME */
+int mh_daemon_plugin_help(const struct mh_daemon_opts *opts, const char *name);
+
+/* Accessors for the host table. */
+struct mh_loop *mh_daemon_loop(struct mh_daemon *d);
+struct mh_xfer *mh_daemon_xfer(struct mh_daemon *d);
+struct mh_pool *mh_daemon_pool(struct mh_daemon *d);
+struct mh_bus *mh_daemon_bus(struct mh_daemon *d);
+struct mh_storeq *mh_daemon_storeq(struct mh_daemon *d);
+const char *mh_daemon_data_dir(struct mh_daemon *d);
+/** An instance reports that its pending stop finished. */
+void mh_daemon_instance_stopped(struct mh_daemon *d, struct mh_instance *inst);
+/** A notifier job finished (rc as for send). */
+void mh_daemon_job_done(struct mh_daemon *d, void *job, int rc, const char *detail);
+
+#endif

@@ -13,10 +13,18 @@ struct mh_loop;
 struct mh_signal;
 struct mh_async;
 
+/**
+ * The first loop of the process wraps libev's default loop (the daemon's loop; its
+ * SIGCHLD handler reaps every child process); a loop made while that one exists gets
+ * a loop of its own.
+ */
 struct mh_loop *mh_loop_new(void);
-/** Cancel every remaining watcher and free the loop; sets *loop to NULL. */
+/**
+ * Cancel every remaining watcher and free the loop; sets *loop to NULL.  Free the
+ * transfer layer and the worker pool (which own watchers) before their loop.
+ */
 void mh_loop_free(struct mh_loop **loop);
-/** Run until mh_loop_break() or no active watchers remain. */
+/** Run until mh_loop_break() or no active watchers remain (signals and asyncs count). */
 int mh_loop_run(struct mh_loop *loop);
 /** Run one iteration, blocking for events if `block` (tests). */
 void mh_loop_run_once(struct mh_loop *loop, int block);

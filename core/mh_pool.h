@@ -27,7 +27,10 @@ void mh_pool_cancel_owner(struct mh_pool *pool, void *owner);
 void mh_pool_drain(struct mh_pool *pool);
 /** Queued + running + completed-but-not-delivered jobs. */
 size_t mh_pool_pending(struct mh_pool *pool);
-/** Cancel queued work (done with MH_ECANCELED), join the workers, free; sets *pool NULL. */
+/**
+ * Cancel queued work (done with MH_ECANCELED), join the workers, free; sets *pool NULL.
+ * Running work is waited for (its done runs with MH_OK).  Call it before mh_loop_free().
+ */
 void mh_pool_free(struct mh_pool **pool);
 
 #endif

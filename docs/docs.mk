@@ -1,0 +1,3 @@
+# docs/: guides and man pages.
+dist_doc_DATA += docs/config.md docs/events.md docs/plugin-guide.md
+dist_man_MANS += docs/mailhubd.8 docs/mailhub.yaml.5

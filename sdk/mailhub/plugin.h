@@ -410,7 +410,17 @@ struct mh_plugin {
 static inline void *mh_calloc(size_t n, size_t size) { return calloc(n, size); }
 static inline void *mh_malloc(size_t size) { return malloc(size); }
 static inline void mh_free(void *p) { free(p); }
-static inline char *mh_strdup(const char *s) { return s ? strdup(s) : NULL; }
+static inline char *mh_strdup(const char *s)
+{
+    /* not strdup(): it is POSIX, hidden under -std=c11 */
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = (char *)malloc(n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
 
 /**
  * Log a line.  The core prefixes time, level and "[kind/instance]", and
