@@ -425,7 +425,7 @@ static void test_env_secret_never_shown(void **state)
             "'${MH_TEST_SECRET_NAME}', not shown); plugin names use lowercase letters, digits, '_' and "
             "'-'");
     assert_has_error(
-        &e, "/etc/mailhub/t.yaml:3:28: notifiers.n.events[0]: invalid event pattern (the value of "
+        &e, "/etc/mailhub/t.yaml:3:27: notifiers.n.events[0]: invalid event pattern (the value of "
             "'${MH_TEST_SECRET_NAME}', not shown); expected an event type such as 'mail.received', or a "
             "pattern such as 'mail.*' or '*'");
     assert_has_error(&e,
