@@ -226,7 +226,9 @@ struct mh_http_response {
 /**
  * Completion of mh_http_request().  rc is MH_OK when an HTTP response was
  * received (whatever its status), MH_ETIMEDOUT on timeout, MH_ERETRY on a
- * transport error (connection refused, reset, DNS), MH_ECANCELED on shutdown.
+ * transport error (connection refused, reset, DNS), MH_ECANCELED on cancel or
+ * shutdown, MH_ERR for a failure that retrying will not fix (TLS certificate
+ * verification, a disallowed protocol, a body over 16 MiB); resp->error says which.
  * Thread: loop.
  */
 typedef void (*mh_http_cb)(void *arg, const struct mh_http_response *resp, int rc);
