@@ -117,7 +117,7 @@ struct mbox {
 };
 
 static const struct mh_option mbox_options[] = {
-    {"path", MH_OPT_STR, NULL, MH_OPT_REQUIRED, "the mbox file to import", NULL, 0, 0},
+    {"path", MH_OPT_STR, NULL, MH_OPT_REQUIRED, "the mbox file to import (relative: to daemon.data_dir)", NULL, 0, 0},
     {"folder", MH_OPT_STR, "INBOX", 0, "folder the messages are filed under", NULL, 0, 0},
     {"user", MH_OPT_STR, NULL, 0, "hub user that owns the messages (default: the instance's user)", NULL, 0,
      0},
@@ -892,7 +892,15 @@ static int mbox_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
         return MH_ENOMEM;
     mb->ctx = ctx;
     const char *folder = mh_cfg_str(cfg, "folder"), *user = mh_cfg_str(cfg, "user");
-    mb->path = mh_strdup(path);
+    /* like every plugin path, a relative one is relative to daemon.data_dir */
+    const char *dir = mh_data_dir(ctx);
+    if (path[0] != '/' && dir != NULL && *dir != '\0') {
+        size_t n = strlen(dir) + strlen(path) + 2;
+        mb->path = mh_malloc(n);
+        if (mb->path != NULL)
+            snprintf(mb->path, n, "%s/%s", dir, path);
+    } else
+        mb->path = mh_strdup(path);
     mb->folder = mh_strdup(folder != NULL && *folder != '\0' ? folder : "INBOX");
     /* NULL lets the core file the messages under the instance's `user:`, the
      * user its events name too. */
