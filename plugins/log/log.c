@@ -40,19 +40,7 @@ static const struct mh_option evlog_options[] = {
 
 static char *evlog_resolve(struct mh_plugin_ctx *ctx, const char *path)
 {
-    if (path == NULL || *path == '\0')
-        path = "events.log";
-    if (path[0] == '/')
-        return mh_strdup(path);
-    const char *dir = mh_data_dir(ctx);
-    size_t dl = strlen(dir), pl = strlen(path);
-    char *full = mh_malloc(dl + 1 + pl + 1);
-    if (full == NULL)
-        return NULL;
-    memcpy(full, dir, dl);
-    full[dl] = '/';
-    memcpy(full + dl + 1, path, pl + 1);
-    return full;
+    return mh_data_path(ctx, path == NULL || *path == '\0' ? "events.log" : path);
 }
 
 static int evlog_open_path(struct evlog *el, const char *path, int *fd_out)

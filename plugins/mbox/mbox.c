@@ -892,15 +892,7 @@ static int mbox_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
         return MH_ENOMEM;
     mb->ctx = ctx;
     const char *folder = mh_cfg_str(cfg, "folder"), *user = mh_cfg_str(cfg, "user");
-    /* like every plugin path, a relative one is relative to daemon.data_dir */
-    const char *dir = mh_data_dir(ctx);
-    if (path[0] != '/' && dir != NULL && *dir != '\0') {
-        size_t n = strlen(dir) + strlen(path) + 2;
-        mb->path = mh_malloc(n);
-        if (mb->path != NULL)
-            snprintf(mb->path, n, "%s/%s", dir, path);
-    } else
-        mb->path = mh_strdup(path);
+    mb->path = mh_data_path(ctx, path); /* relative: to daemon.data_dir, like every plugin path */
     mb->folder = mh_strdup(folder != NULL && *folder != '\0' ? folder : "INBOX");
     /* NULL lets the core file the messages under the instance's `user:`, the
      * user its events name too. */

@@ -172,19 +172,7 @@ static int sq_exec(struct sq *s, const char *sql)
 
 static char *sq_resolve(struct mh_plugin_ctx *ctx, const char *path)
 {
-    if (path == NULL || *path == '\0')
-        path = "mailhub.db";
-    if (path[0] == '/')
-        return mh_strdup(path);
-    const char *dir = mh_data_dir(ctx);
-    size_t dl = strlen(dir), pl = strlen(path);
-    char *full = mh_malloc(dl + 1 + pl + 1);
-    if (full == NULL)
-        return NULL;
-    memcpy(full, dir, dl);
-    full[dl] = '/';
-    memcpy(full + dl + 1, path, pl + 1);
-    return full;
+    return mh_data_path(ctx, path == NULL || *path == '\0' ? "mailhub.db" : path);
 }
 
 static int sq_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, void **state_out)

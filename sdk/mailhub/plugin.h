@@ -621,6 +621,26 @@ static inline void mh_stopped(struct mh_plugin_ctx *ctx) { ctx->host->stopped(ct
 /** The daemon's data directory (absolute path). */
 static inline const char *mh_data_dir(struct mh_plugin_ctx *ctx) { return ctx->host->data_dir(ctx); }
 
+/**
+ * Resolve a path from a plugin option: an absolute path is kept, a relative
+ * one is taken relative to the daemon's data directory.
+ * Ownership: the result is malloc'ed; free it with mh_free().  NULL on ENOMEM.
+ */
+static inline char *mh_data_path(struct mh_plugin_ctx *ctx, const char *path)
+{
+    if (path[0] == '/')
+        return mh_strdup(path);
+    const char *dir = mh_data_dir(ctx);
+    size_t dl = strlen(dir), pl = strlen(path);
+    char *full = (char *)malloc(dl + 1 + pl + 1);
+    if (full == NULL)
+        return NULL;
+    memcpy(full, dir, dl);
+    full[dl] = '/';
+    memcpy(full + dl + 1, path, pl + 1);
+    return full;
+}
+
 #ifdef __cplusplus
 }
 #endif
