@@ -22,7 +22,8 @@
 /* Smallest kind tables of ABI 1.0. */
 #define MH_PROVIDER_OPS_SIZE_1_0 (offsetof(struct mh_provider_ops, status_json) + sizeof(void *))
 #define MH_NOTIFIER_OPS_SIZE_1_0 (offsetof(struct mh_notifier_ops, send) + sizeof(void *))
-#define MH_STORE_OPS_SIZE_1_0 (offsetof(struct mh_store_ops, has_source_id) + sizeof(void *))
+/* Stores: the 1.0 table is no longer accepted (see store.h); 1.1 added the records. */
+#define MH_STORE_OPS_SIZE_1_1 (offsetof(struct mh_store_ops, quota_history) + sizeof(void *))
 #define MH_MAX_OPTIONS 512
 
 struct mh_loader_entry {
@@ -190,14 +191,31 @@ int mh_loader_check(const struct mh_plugin *desc, struct mh_plugin *copy, char *
         break;
     }
     case MH_KIND_STORE: {
-        if (ops_size < MH_STORE_OPS_SIZE_1_0)
-            return fail(err_out, "store ops table too small (%u bytes)", ops_size);
+        if (ops_size < MH_STORE_OPS_SIZE_1_1)
+            return fail(err_out,
+                        "store ops table too small (%u bytes): stores must be built against SDK 1.1 or later "
+                        "(the 1.0 store interface is no longer supported)",
+                        ops_size);
         const struct mh_store_ops *s = c.ops;
         const char *missing = s->open == NULL          ? "open"
                               : s->put_message == NULL ? "put_message"
                               : s->usage == NULL       ? "usage"
                               : s->quota_get == NULL   ? "quota_get"
                               : s->quota_set == NULL   ? "quota_set"
+                              : s->user_put == NULL    ? "user_put"
+                              : s->user_get == NULL    ? "user_get"
+                              : s->user_list == NULL   ? "user_list"
+                              : s->user_delete == NULL ? "user_delete"
+                              : s->token_put == NULL   ? "token_put"
+                              : s->token_get == NULL   ? "token_get"
+                              : s->token_delete == NULL ? "token_delete"
+                              : s->account_put == NULL ? "account_put"
+                              : s->account_get == NULL ? "account_get"
+                              : s->account_list == NULL ? "account_list"
+                              : s->account_delete == NULL ? "account_delete"
+                              : s->folder_list == NULL ? "folder_list"
+                              : s->msg_list == NULL    ? "msg_list"
+                              : s->quota_history == NULL ? "quota_history"
                                                        : NULL;
         if (missing)
             return fail(err_out, "store plugin '%s' lacks the mandatory callback %s", c.name, missing);

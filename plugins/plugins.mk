@@ -8,13 +8,13 @@ plugins_log_la_SOURCES = plugins/log/log.c
 plugins_log_la_CFLAGS = $(AM_CFLAGS)
 plugins_log_la_LDFLAGS = $(MH_MODULE_FLAGS)
 
-# sqlite: the embedded store (SHA-256 of each message through libcrypto).
+# sqlite: the embedded store (records only: the core seals bodies and credentials).
 plugins_sqlite_la_SOURCES = plugins/sqlite/sqlite.c
-plugins_sqlite_la_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(OPENSSL_CFLAGS)
+plugins_sqlite_la_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS)
 plugins_sqlite_la_LDFLAGS = $(MH_MODULE_FLAGS)
-plugins_sqlite_la_LIBADD = $(SQLITE_LIBS) $(OPENSSL_LIBS)
+plugins_sqlite_la_LIBADD = $(SQLITE_LIBS)
 
-# mbox: provider importing and watching an mbox file.
+# mbox: provider importing an mbox file or a Maildir, then watching it.
 plugins_mbox_la_SOURCES = plugins/mbox/mbox.c
 plugins_mbox_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 plugins_mbox_la_LDFLAGS = $(MH_MODULE_FLAGS)

@@ -116,8 +116,6 @@ struct mock_host {
     size_t n_pending, n_puts;
     struct mock_fail *fails;
     size_t n_fails;
-    const struct mh_store_ops *store_ops;
-    void *store_state;
     struct mock_message *msgs;
     size_t n_msgs;
     int64_t next_id;
@@ -1001,15 +999,8 @@ size_t mock_host_run_puts(struct mock_host *mh, size_t max)
             if (mh->fails[i].nth == p->nth)
                 rc = mh->fails[i].rc;
         struct mh_message_ref ref = {.struct_size = sizeof ref};
-        if (rc == MH_OK) {
-            if (mh->store_ops != NULL) {
-                rc = mh->store_ops->put_message(mh->store_state, &p->msg, &ref);
-                if (rc == MH_OK && mh->store_ops->flush != NULL)
-                    rc = mh->store_ops->flush(mh->store_state);
-            } else {
-                rc = mem_put(mh, &p->msg, &ref);
-            }
-        }
+        if (rc == MH_OK)
+            rc = mem_put(mh, &p->msg, &ref);
         p->cb(p->arg, rc, rc == MH_OK ? &ref : NULL);
         msg_free(&p->msg);
         free(p);
@@ -1072,12 +1063,6 @@ void mock_host_fail_put(struct mock_host *mh, size_t nth, int rc)
     mh->fails[mh->n_fails].nth = nth;
     mh->fails[mh->n_fails].rc = rc;
     mh->n_fails++;
-}
-
-void mock_host_set_store(struct mock_host *mh, const struct mh_store_ops *ops, void *state)
-{
-    mh->store_ops = ops;
-    mh->store_state = state;
 }
 
 size_t mock_host_message_count(const struct mock_host *mh)

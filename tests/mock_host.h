@@ -130,11 +130,6 @@ size_t mock_host_pending_puts(const struct mock_host *mh);
 size_t mock_host_put_count(const struct mock_host *mh);
 /** Make the nth (1-based, counted over the mock's life) store put complete with rc. */
 void mock_host_fail_put(struct mock_host *mh, size_t nth, int rc);
-/**
- * Send puts to a real store instead of the mock's in-memory one: each
- * completion calls ops->put_message and ops->flush on `state`.
- */
-void mock_host_set_store(struct mock_host *mh, const struct mh_store_ops *ops, void *state);
 /** Messages stored in the in-memory store (duplicates are not stored twice). */
 size_t mock_host_message_count(const struct mock_host *mh);
 const struct mock_message *mock_host_message(const struct mock_host *mh, size_t i);

@@ -51,7 +51,8 @@ tests_unit_test_plugin_log_SOURCES = tests/unit/test_plugin_log.c plugins/log/lo
 tests_unit_test_plugin_log_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_plugin_log_LDADD = $(TEST_LIBS)
 
-tests_unit_test_plugin_sqlite_SOURCES = tests/unit/test_plugin_sqlite.c plugins/sqlite/sqlite.c \
+# test_plugin_sqlite #includes plugins/sqlite/sqlite.c (to read its SQL and migrations).
+tests_unit_test_plugin_sqlite_SOURCES = tests/unit/test_plugin_sqlite.c \
 	tests/store_contract.c tests/store_contract.h $(MOCK_HOST_SOURCES)
 tests_unit_test_plugin_sqlite_CFLAGS = $(TEST_CFLAGS) $(SQLITE_CFLAGS)
 tests_unit_test_plugin_sqlite_LDADD = $(TEST_LIBS) $(SQLITE_LIBS)

@@ -1,4 +1,4 @@
-/* The store contract suite: see store_contract.h. */
+/* The store contract suite: see store_contract.h.  Every op goes through c->ops. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,8 +12,12 @@
 
 #include "store_contract.h"
 
+#define SC_NULL "<NULL>" /* how a NULL string is recorded by the collectors below */
+#define SC_MAX 1024      /* records a collector keeps */
+
 struct sc {
     const struct store_contract *c;
+    const struct mh_store_ops *ops;
     void *st;
 };
 
@@ -25,6 +29,7 @@ static int sc_setup(void **state)
     if (f == NULL)
         return -1;
     f->c = c;
+    f->ops = c->ops;
     f->st = c->open(c->env);
     if (f->st == NULL) {
         free(f);
@@ -51,96 +56,845 @@ static void sc_reopen(struct sc *f)
     assert_non_null(f->st);
 }
 
-static int sc_put_raw(struct sc *f, const char *user, const char *account, const char *source_id,
-                      const void *raw, size_t len, struct mh_message_ref *ref)
-{
-    const struct mh_message m = {
-        .struct_size = sizeof m,
-        .user = user,
-        .account = account,
-        .folder = "INBOX",
-        .source_id = source_id,
-        .raw = raw,
-        .raw_len = len,
-        .flags = "\\Seen",
-        .internal_date = 1700000000,
-    };
-    *ref = (struct mh_message_ref){.struct_size = sizeof *ref, .id = -1, .duplicate = -1};
-    return f->c->ops->put_message(f->st, &m, ref);
-}
-
-static int sc_put(struct sc *f, const char *user, const char *account, const char *source_id, const char *raw,
-                  struct mh_message_ref *ref)
-{
-    return sc_put_raw(f, user, account, source_id, raw, strlen(raw), ref);
-}
-
 static int sc_flush(struct sc *f)
 {
-    return f->c->ops->flush != NULL ? f->c->ops->flush(f->st) : MH_OK;
+    return f->ops->flush != NULL ? f->ops->flush(f->st) : MH_OK;
 }
 
-static void sc_usage(struct sc *f, const char *user, uint64_t bytes, uint64_t count)
+static void sc_cp(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src != NULL ? src : SC_NULL);
+}
+
+/* --------------------------------------------------------- builders */
+
+static int64_t sc_user_full(struct sc *f, const char *name, int admin, const char *phone)
+{
+    static const unsigned char key[40] = {1, 2, 3, 0, 5, 6, 7, 8, 9, 10, 0, 0, 13};
+    struct mh_user_rec u = {.struct_size = sizeof u,
+                            .name = name,
+                            .password_hash = "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA",
+                            .phone = phone,
+                            .email = NULL,
+                            .admin = admin,
+                            .data_key = key,
+                            .data_key_len = sizeof key,
+                            .created = 1764000000};
+    assert_int_equal(f->ops->user_put(f->st, &u), MH_OK);
+    assert_true(u.id > 0);
+    return u.id;
+}
+
+static int64_t sc_user(struct sc *f, const char *name)
+{
+    return sc_user_full(f, name, 0, NULL);
+}
+
+static int sc_account_put(struct sc *f, int64_t user_id, const char *name, int64_t *id_out)
+{
+    static const unsigned char secret[] = {0xde, 0xad, 0, 0xbe, 0xef};
+    struct mh_account_rec a = {.struct_size = sizeof a,
+                               .user_id = user_id,
+                               .name = name,
+                               .provider = "imap",
+                               .settings = "{\"host\":\"imap.example.com\"}",
+                               .secret = secret,
+                               .secret_len = sizeof secret,
+                               .paused = 0,
+                               .status = "ok",
+                               .origin = "api",
+                               .created = 1764000100};
+    int rc = f->ops->account_put(f->st, &a);
+    if (id_out != NULL)
+        *id_out = rc == MH_OK ? a.id : -1;
+    return rc;
+}
+
+static int64_t sc_account(struct sc *f, int64_t user_id, const char *name)
+{
+    int64_t id = 0;
+    assert_int_equal(sc_account_put(f, user_id, name, &id), MH_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+/* A message with every field set; the "blob" stands for the sealed body (any bytes). */
+static int sc_put_full(struct sc *f, int64_t user_id, int64_t account_id, const char *folder,
+                       const char *source_id, const void *raw, size_t len, struct mh_message_ref *ref)
+{
+    struct mh_msg_rec m = {
+        .struct_size = sizeof m,
+        .user_id = user_id,
+        .account_id = account_id,
+        .folder = folder,
+        .source_id = source_id,
+        .size = len,
+        .blob = raw,
+        .blob_len = len,
+        .flags = "\\Seen",
+        .internal_date = 1700000000,
+        .date = 1699999999,
+        .from = "Alice <alice@example.com>",
+        .to = "bob@example.com",
+        .cc = NULL,
+        .subject = "Grüße",
+        .message_id = "<x@example.com>",
+    };
+    for (size_t i = 0; i < 32; i++)
+        m.sha256[i] = (unsigned char)(len + i);
+    *ref = (struct mh_message_ref){.struct_size = sizeof *ref, .id = -1, .duplicate = -1};
+    return f->ops->put_message(f->st, &m, ref);
+}
+
+static int sc_put(struct sc *f, int64_t user_id, int64_t account_id, const char *source_id, const char *raw,
+                  struct mh_message_ref *ref)
+{
+    return sc_put_full(f, user_id, account_id, "INBOX", source_id, raw, strlen(raw), ref);
+}
+
+static void sc_usage(struct sc *f, int64_t user_id, uint64_t bytes, uint64_t count)
 {
     uint64_t b = 12345, n = 12345;
-    assert_int_equal(f->c->ops->usage(f->st, user, &b, &n), MH_OK);
+    assert_int_equal(f->ops->usage(f->st, user_id, &b, &n), MH_OK);
     assert_int_equal(b, bytes);
     assert_int_equal(n, count);
 }
 
-static void test_put(void **state)
+/* ------------------------------------------------------- collectors */
+
+struct sc_msg {
+    int64_t id, user_id, account_id, folder_id, internal_date, date, stored;
+    uint32_t uid;
+    uint64_t modseq, size;
+    char folder[64], source_id[64], flags[64], from[64], to[64], cc[64], subject[64], message_id[64];
+    unsigned char sha256[32];
+    int has_blob;
+    unsigned char blob[640];
+    size_t blob_len;
+};
+
+struct sc_msgs {
+    size_t n;
+    int stop_after; /* >0: the callback stops after this many */
+    struct sc_msg v[SC_MAX];
+};
+
+static int sc_msg_cb(void *arg, const struct mh_msg_rec *m)
+{
+    struct sc_msgs *l = arg;
+    assert_true(l->n < SC_MAX);
+    assert_true(m->struct_size >= sizeof *m);
+    struct sc_msg *d = &l->v[l->n++];
+    memset(d, 0, sizeof *d);
+    d->id = m->id;
+    d->user_id = m->user_id;
+    d->account_id = m->account_id;
+    d->folder_id = m->folder_id;
+    d->internal_date = m->internal_date;
+    d->date = m->date;
+    d->stored = m->stored;
+    d->uid = m->uid;
+    d->modseq = m->modseq;
+    d->size = m->size;
+    sc_cp(d->folder, sizeof d->folder, m->folder);
+    sc_cp(d->source_id, sizeof d->source_id, m->source_id);
+    sc_cp(d->flags, sizeof d->flags, m->flags);
+    sc_cp(d->from, sizeof d->from, m->from);
+    sc_cp(d->to, sizeof d->to, m->to);
+    sc_cp(d->cc, sizeof d->cc, m->cc);
+    sc_cp(d->subject, sizeof d->subject, m->subject);
+    sc_cp(d->message_id, sizeof d->message_id, m->message_id);
+    memcpy(d->sha256, m->sha256, 32);
+    d->has_blob = m->blob != NULL;
+    if (m->blob != NULL) {
+        assert_true(m->blob_len <= sizeof d->blob);
+        memcpy(d->blob, m->blob, m->blob_len);
+        d->blob_len = m->blob_len;
+    }
+    return l->stop_after > 0 && l->n >= (size_t)l->stop_after;
+}
+
+static struct sc_msgs *sc_msgs_new(void)
+{
+    struct sc_msgs *l = calloc(1, sizeof *l);
+    assert_non_null(l);
+    return l;
+}
+
+/* msg_list into l (emptied first); returns the count. */
+static size_t sc_list(struct sc *f, struct sc_msgs *l, int64_t user_id, int64_t id, int64_t account_id,
+                      int64_t folder_id, int64_t after_id, uint32_t limit, int with_blob)
+{
+    struct mh_msg_query q = {.struct_size = sizeof q,
+                             .user_id = user_id,
+                             .id = id,
+                             .account_id = account_id,
+                             .folder_id = folder_id,
+                             .after_id = after_id,
+                             .limit = limit,
+                             .with_blob = with_blob};
+    l->n = 0;
+    assert_int_equal(f->ops->msg_list(f->st, &q, sc_msg_cb, l), MH_OK);
+    for (size_t i = 1; i < l->n; i++)
+        assert_true(l->v[i - 1].id < l->v[i].id); /* ascending */
+    for (size_t i = 0; i < l->n; i++)
+        assert_int_equal(l->v[i].user_id, user_id); /* never another user's */
+    return l->n;
+}
+
+struct sc_folder {
+    int64_t id, user_id, account_id;
+    char name[64];
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq, messages, bytes;
+};
+
+struct sc_folders {
+    size_t n;
+    struct sc_folder v[64];
+};
+
+static int sc_folder_cb(void *arg, const struct mh_folder_rec *r)
+{
+    struct sc_folders *l = arg;
+    assert_true(l->n < 64);
+    struct sc_folder *d = &l->v[l->n++];
+    d->id = r->id;
+    d->user_id = r->user_id;
+    d->account_id = r->account_id;
+    sc_cp(d->name, sizeof d->name, r->name);
+    d->uidvalidity = r->uidvalidity;
+    d->uidnext = r->uidnext;
+    d->highestmodseq = r->highestmodseq;
+    d->messages = r->messages;
+    d->bytes = r->bytes;
+    return 0;
+}
+
+static size_t sc_folder_list(struct sc *f, struct sc_folders *l, int64_t user_id, int64_t account_id)
+{
+    l->n = 0;
+    assert_int_equal(f->ops->folder_list(f->st, user_id, account_id, sc_folder_cb, l), MH_OK);
+    for (size_t i = 0; i < l->n; i++) {
+        assert_int_equal(l->v[i].user_id, user_id);
+        if (i > 0)
+            assert_true(l->v[i - 1].id < l->v[i].id);
+    }
+    return l->n;
+}
+
+static const struct sc_folder *sc_folder_named(const struct sc_folders *l, int64_t account_id,
+                                               const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].account_id == account_id && strcmp(l->v[i].name, name) == 0)
+            return &l->v[i];
+    return NULL;
+}
+
+struct sc_account {
+    int64_t id, user_id, created;
+    char name[64], provider[32], settings[128], status[64], origin[16];
+    unsigned char secret[64];
+    size_t secret_len;
+    int has_secret, paused;
+};
+
+struct sc_accounts {
+    size_t n;
+    struct sc_account v[32];
+};
+
+static int sc_account_cb(void *arg, const struct mh_account_rec *a)
+{
+    struct sc_accounts *l = arg;
+    assert_true(l->n < 32);
+    struct sc_account *d = &l->v[l->n++];
+    memset(d, 0, sizeof *d);
+    d->id = a->id;
+    d->user_id = a->user_id;
+    d->created = a->created;
+    sc_cp(d->name, sizeof d->name, a->name);
+    sc_cp(d->provider, sizeof d->provider, a->provider);
+    sc_cp(d->settings, sizeof d->settings, a->settings);
+    sc_cp(d->status, sizeof d->status, a->status);
+    sc_cp(d->origin, sizeof d->origin, a->origin);
+    d->has_secret = a->secret != NULL;
+    if (a->secret != NULL) {
+        assert_true(a->secret_len <= sizeof d->secret);
+        memcpy(d->secret, a->secret, a->secret_len);
+        d->secret_len = a->secret_len;
+    }
+    d->paused = a->paused;
+    return 0;
+}
+
+/* account_get: 1 and *out, or 0. */
+static int sc_account_get(struct sc *f, int64_t user_id, int64_t id, const char *name, struct sc_account *out)
+{
+    struct sc_accounts l = {0};
+    int rc = f->ops->account_get(f->st, user_id, id, name, sc_account_cb, &l);
+    assert_true(rc == 0 || rc == 1);
+    assert_int_equal(l.n, (size_t)rc);
+    if (rc == 1 && out != NULL)
+        *out = l.v[0];
+    return rc;
+}
+
+static size_t sc_account_list(struct sc *f, int64_t user_id, struct sc_accounts *l)
+{
+    l->n = 0;
+    assert_int_equal(f->ops->account_list(f->st, user_id, sc_account_cb, l), MH_OK);
+    for (size_t i = 1; i < l->n; i++)
+        assert_true(l->v[i - 1].id < l->v[i].id);
+    return l->n;
+}
+
+struct sc_user {
+    int64_t id, created;
+    char name[80], password_hash[128], phone[32], email[64];
+    int admin, has_key;
+    unsigned char key[64];
+    size_t key_len;
+};
+
+struct sc_users {
+    size_t n;
+    struct sc_user v[32];
+};
+
+static int sc_user_cb(void *arg, const struct mh_user_rec *u)
+{
+    struct sc_users *l = arg;
+    assert_true(l->n < 32);
+    struct sc_user *d = &l->v[l->n++];
+    memset(d, 0, sizeof *d);
+    d->id = u->id;
+    d->created = u->created;
+    sc_cp(d->name, sizeof d->name, u->name);
+    sc_cp(d->password_hash, sizeof d->password_hash, u->password_hash);
+    sc_cp(d->phone, sizeof d->phone, u->phone);
+    sc_cp(d->email, sizeof d->email, u->email);
+    d->admin = u->admin;
+    d->has_key = u->data_key != NULL;
+    if (u->data_key != NULL) {
+        assert_true(u->data_key_len <= sizeof d->key);
+        memcpy(d->key, u->data_key, u->data_key_len);
+        d->key_len = u->data_key_len;
+    }
+    return 0;
+}
+
+static int sc_user_get(struct sc *f, int64_t id, const char *name, struct sc_user *out)
+{
+    struct sc_users l = {0};
+    int rc = f->ops->user_get(f->st, id, name, sc_user_cb, &l);
+    assert_true(rc == 0 || rc == 1);
+    assert_int_equal(l.n, (size_t)rc);
+    if (rc == 1 && out != NULL)
+        *out = l.v[0];
+    return rc;
+}
+
+struct sc_quota {
+    size_t n;
+    uint64_t alloc[16];
+    char reason[16][32];
+    int64_t when[16];
+};
+
+static int sc_quota_cb(void *arg, uint64_t allocation, const char *reason, int64_t when)
+{
+    struct sc_quota *l = arg;
+    assert_true(l->n < 16);
+    l->alloc[l->n] = allocation;
+    sc_cp(l->reason[l->n], sizeof l->reason[0], reason);
+    l->when[l->n] = when;
+    l->n++;
+    return 0;
+}
+
+static size_t sc_quota_history(struct sc *f, int64_t user_id, struct sc_quota *l)
+{
+    memset(l, 0, sizeof *l);
+    assert_int_equal(f->ops->quota_history(f->st, user_id, sc_quota_cb, l), MH_OK);
+    return l->n;
+}
+
+/* -------------------------------------------------------------- users */
+
+static void test_users(void **state)
 {
     struct sc *f = *state;
-    struct mh_message_ref a, b;
-    assert_int_equal(sc_put(f, "alice", "work", "uv:1:1", "Subject: one\r\n\r\nbody\r\n", &a), MH_OK);
-    assert_int_equal(a.duplicate, 0);
-    assert_true(a.id > 0);
-    assert_int_equal(sc_put(f, "alice", "work", "uv:1:2", "Subject: two\r\n\r\nbody\r\n", &b), MH_OK);
-    assert_int_equal(b.duplicate, 0);
-    assert_true(b.id > 0);
-    assert_int_not_equal(a.id, b.id);
+    struct sc_user u;
+    assert_int_equal(sc_user_get(f, 1, NULL, NULL), 0);
+    assert_int_equal(sc_user_get(f, 0, "alice", NULL), 0);
+
+    int64_t alice = sc_user_full(f, "alice", 1, "+8613800138000");
+    int64_t bob = sc_user(f, "bob");
+    assert_int_not_equal(alice, bob);
+
+    assert_int_equal(sc_user_get(f, alice, NULL, &u), 1);
+    assert_int_equal(u.id, alice);
+    assert_string_equal(u.name, "alice");
+    assert_string_equal(u.password_hash, "$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA");
+    assert_string_equal(u.phone, "+8613800138000");
+    assert_string_equal(u.email, SC_NULL);
+    assert_int_equal(u.admin, 1);
+    assert_int_equal(u.created, 1764000000);
+    assert_true(u.has_key);
+    assert_int_equal(u.key_len, 40);
+    assert_int_equal(u.key[1], 2);
+    assert_int_equal(u.key[3], 0);
+    assert_int_equal(u.key[12], 13);
+    /* By name; the id wins over the name. */
+    assert_int_equal(sc_user_get(f, 0, "bob", &u), 1);
+    assert_int_equal(u.id, bob);
+    assert_int_equal(u.admin, 0);
+    assert_int_equal(sc_user_get(f, bob, "alice", &u), 1);
+    assert_int_equal(u.id, bob);
+    assert_int_equal(sc_user_get(f, 0, "Alice", NULL), 0); /* names are exact */
+
+    /* Names are unique. */
+    struct mh_user_rec dup = {.struct_size = sizeof dup, .name = "alice"};
+    assert_int_equal(f->ops->user_put(f->st, &dup), MH_EEXIST);
+
+    /* Replace every field. */
+    struct mh_user_rec up = {.struct_size = sizeof up,
+                             .id = alice,
+                             .name = "alice",
+                             .password_hash = NULL,
+                             .phone = NULL,
+                             .email = "alice@example.org",
+                             .admin = 0,
+                             .data_key = "k2",
+                             .data_key_len = 2,
+                             .created = 1764000000};
+    assert_int_equal(f->ops->user_put(f->st, &up), MH_OK);
+    assert_int_equal(up.id, alice);
+    assert_int_equal(sc_user_get(f, alice, NULL, &u), 1);
+    assert_string_equal(u.password_hash, SC_NULL);
+    assert_string_equal(u.phone, SC_NULL);
+    assert_string_equal(u.email, "alice@example.org");
+    assert_int_equal(u.admin, 0);
+    assert_int_equal(u.key_len, 2);
+    assert_memory_equal(u.key, "k2", 2);
+    /* Renaming onto a taken name, or replacing a user that does not exist. */
+    up.name = "bob";
+    assert_int_equal(f->ops->user_put(f->st, &up), MH_EEXIST);
+    up.name = "alice2";
+    up.id = alice + bob + 1000;
+    assert_int_equal(f->ops->user_put(f->st, &up), MH_ENOTFOUND);
+    assert_int_equal(sc_user_get(f, 0, "alice2", NULL), 0);
+
+    /* A created time of 0 on insert is "now" (the store fills it in). */
+    struct mh_user_rec c = {.struct_size = sizeof c, .name = "carol"};
+    assert_int_equal(f->ops->user_put(f->st, &c), MH_OK);
+    assert_int_equal(sc_user_get(f, c.id, NULL, &u), 1);
+    assert_true(u.created > 1600000000);
+    assert_string_equal(u.password_hash, SC_NULL);
+    assert_false(u.has_key);
+
+    struct sc_users l = {0};
+    assert_int_equal(f->ops->user_list(f->st, sc_user_cb, &l), MH_OK);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.v[0].id, alice);
+    assert_int_equal(l.v[1].id, bob);
+    assert_int_equal(l.v[2].id, c.id);
+    assert_string_equal(l.v[2].name, "carol");
+
+    assert_int_equal(f->ops->user_delete(f->st, bob), MH_OK);
+    assert_int_equal(sc_user_get(f, bob, NULL, NULL), 0);
+    assert_int_equal(sc_user_get(f, 0, "bob", NULL), 0);
+    assert_int_equal(f->ops->user_delete(f->st, bob), MH_ENOTFOUND);
+    /* The name is free again, under a new id. */
+    int64_t bob2 = sc_user(f, "bob");
+    assert_int_not_equal(bob2, bob);
     assert_int_equal(sc_flush(f), MH_OK);
+    l.n = 0;
+    assert_int_equal(f->ops->user_list(f->st, sc_user_cb, &l), MH_OK);
+    assert_int_equal(l.n, 3);
+}
+
+/* ------------------------------------------------------------- tokens */
+
+static void test_tokens(void **state)
+{
+    struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    unsigned char h1[32], h2[32], h3[32], h4[32];
+    memset(h1, 0x11, 32);
+    memset(h2, 0x22, 32);
+    memset(h3, 0x33, 32);
+    memset(h4, 0x11, 32);
+    h4[31] = 0x12; /* differs from h1 in the last byte only */
+    assert_int_equal(f->ops->token_put(f->st, alice, h1, "laptop", 0), MH_OK);
+    assert_int_equal(f->ops->token_put(f->st, alice, h2, NULL, 2000000000), MH_OK);
+    assert_int_equal(f->ops->token_put(f->st, bob, h3, "cli", 1800000000), MH_OK);
+    assert_int_equal(f->ops->token_put(f->st, alice + bob + 1000, h4, "ghost", 0), MH_ENOTFOUND);
+
+    int64_t uid = -1;
+    assert_int_equal(f->ops->token_get(f->st, h1, 1900000000, &uid), 1);
+    assert_int_equal(uid, alice);
+    uid = -1;
+    assert_int_equal(f->ops->token_get(f->st, h2, 1999999999, &uid), 1);
+    assert_int_equal(uid, alice);
+    uid = -1;
+    assert_int_equal(f->ops->token_get(f->st, h3, 1700000000, &uid), 1);
+    assert_int_equal(uid, bob);
+    /* Expired at `now` (expires <= now); expires 0 never expires. */
+    uid = -1;
+    assert_int_equal(f->ops->token_get(f->st, h2, 2000000000, &uid), 0);
+    assert_int_equal(f->ops->token_get(f->st, h3, 1900000000, &uid), 0);
+    assert_int_equal(uid, -1);
+    assert_int_equal(f->ops->token_get(f->st, h1, INT64_MAX, &uid), 1);
+    assert_int_equal(f->ops->token_get(f->st, h4, 0, &uid), 0); /* unknown */
+
+    assert_int_equal(f->ops->token_delete(f->st, h1), MH_OK);
+    assert_int_equal(f->ops->token_get(f->st, h1, 0, &uid), 0);
+    assert_int_equal(f->ops->token_delete(f->st, h1), MH_ENOTFOUND);
+    assert_int_equal(f->ops->token_get(f->st, h2, 0, &uid), 1); /* the others stay */
+
+    /* Deleting a user forgets their tokens. */
+    assert_int_equal(f->ops->user_delete(f->st, bob), MH_OK);
+    assert_int_equal(f->ops->token_get(f->st, h3, 0, &uid), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(f->ops->token_get(f->st, h2, 0, &uid), 1);
+}
+
+/* ----------------------------------------------------------- accounts */
+
+static void test_accounts(void **state)
+{
+    struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    int64_t work = sc_account(f, alice, "work@corp.com");
+    int64_t home = sc_account(f, alice, "home");
+    /* Unique per user; the same name for another user is fine. */
+    assert_int_equal(sc_account_put(f, alice, "work@corp.com", NULL), MH_EEXIST);
+    int64_t bwork = sc_account(f, bob, "work@corp.com");
+    assert_true(work != home && work != bwork && home != bwork);
+    /* No such user. */
+    assert_int_equal(sc_account_put(f, alice + bob + 1000, "x", NULL), MH_ENOTFOUND);
+
+    struct sc_account a;
+    assert_int_equal(sc_account_get(f, alice, work, NULL, &a), 1);
+    assert_int_equal(a.id, work);
+    assert_int_equal(a.user_id, alice);
+    assert_string_equal(a.name, "work@corp.com");
+    assert_string_equal(a.provider, "imap");
+    assert_string_equal(a.settings, "{\"host\":\"imap.example.com\"}");
+    assert_true(a.has_secret);
+    assert_int_equal(a.secret_len, 5);
+    assert_memory_equal(a.secret, "\xde\xad\0\xbe\xef", 5);
+    assert_int_equal(a.paused, 0);
+    assert_string_equal(a.status, "ok");
+    assert_string_equal(a.origin, "api");
+    assert_int_equal(a.created, 1764000100);
+    assert_int_equal(sc_account_get(f, alice, 0, "home", &a), 1);
+    assert_int_equal(a.id, home);
+    assert_int_equal(sc_account_get(f, bob, 0, "work@corp.com", &a), 1);
+    assert_int_equal(a.id, bwork);
+    assert_int_equal(sc_account_get(f, alice, 0, "nope", NULL), 0);
+    /* user_id 0: any user's, by id. */
+    assert_int_equal(sc_account_get(f, 0, bwork, NULL, &a), 1);
+    assert_int_equal(a.user_id, bob);
+    assert_int_equal(sc_account_get(f, 0, 0, "home", &a), 1);
+    assert_int_equal(a.id, home);
+
+    struct sc_accounts l;
+    assert_int_equal(sc_account_list(f, alice, &l), 2);
+    assert_int_equal(l.v[0].id, work);
+    assert_int_equal(l.v[1].id, home);
+    assert_int_equal(sc_account_list(f, bob, &l), 1);
+    assert_int_equal(sc_account_list(f, 0, &l), 3);
+    assert_int_equal(sc_account_list(f, alice + bob + 1000, &l), 0);
+
+    /* Replace every field of one account. */
+    struct mh_account_rec up = {.struct_size = sizeof up,
+                                .id = home,
+                                .user_id = alice,
+                                .name = "home2",
+                                .provider = "pop3",
+                                .settings = "{}",
+                                .secret = NULL,
+                                .paused = 1,
+                                .status = "error: login failed",
+                                .origin = "config",
+                                .created = 1764000100};
+    assert_int_equal(f->ops->account_put(f->st, &up), MH_OK);
+    assert_int_equal(up.id, home);
+    assert_int_equal(sc_account_get(f, alice, home, NULL, &a), 1);
+    assert_string_equal(a.name, "home2");
+    assert_string_equal(a.provider, "pop3");
+    assert_string_equal(a.settings, "{}");
+    assert_false(a.has_secret);
+    assert_int_equal(a.paused, 1);
+    assert_string_equal(a.status, "error: login failed");
+    assert_string_equal(a.origin, "config");
+    assert_int_equal(sc_account_get(f, alice, 0, "home", NULL), 0);
+    /* Onto a taken name: refused. */
+    up.name = "work@corp.com";
+    assert_int_equal(f->ops->account_put(f->st, &up), MH_EEXIST);
+    /* Another user's account cannot be replaced. */
+    up.name = "stolen";
+    up.user_id = bob;
+    assert_int_equal(f->ops->account_put(f->st, &up), MH_ENOTFOUND);
+    assert_int_equal(sc_account_get(f, alice, home, NULL, &a), 1);
+    assert_string_equal(a.name, "home2");
+    assert_int_equal(sc_account_get(f, bob, 0, "stolen", NULL), 0);
+
+    /* Delete: only by its own user. */
+    assert_int_equal(f->ops->account_delete(f->st, bob, home), MH_ENOTFOUND);
+    assert_int_equal(sc_account_get(f, alice, home, NULL, NULL), 1);
+    assert_int_equal(f->ops->account_delete(f->st, alice, home), MH_OK);
+    assert_int_equal(sc_account_get(f, alice, home, NULL, NULL), 0);
+    assert_int_equal(f->ops->account_delete(f->st, alice, home), MH_ENOTFOUND);
+    assert_int_equal(sc_account_list(f, alice, &l), 1);
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    /* Deleting a user deletes their accounts. */
+    assert_int_equal(f->ops->user_delete(f->st, bob), MH_OK);
+    assert_int_equal(sc_account_get(f, 0, bwork, NULL, NULL), 0);
+    assert_int_equal(sc_account_list(f, 0, &l), 1);
+    assert_int_equal(l.v[0].id, work);
+}
+
+/* ---------------------------------------------------------- messages */
+
+static void test_put_uids(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice");
+    int64_t acc = sc_account(f, u, "work"), acc2 = sc_account(f, u, "home");
+    struct mh_message_ref r[6];
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", "uv:1:1", "one", 3, &r[0]), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", "uv:1:2", "two!", 4, &r[1]), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc, "Sent", "uv:2:1", "sent", 4, &r[2]), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", "uv:1:3", "three", 5, &r[3]), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc2, "INBOX", "uv:1:1", "other", 5, &r[4]), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc, "Archive/2024", NULL, "arch", 4, &r[5]), MH_OK);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(r[i].duplicate, 0);
+        assert_true(r[i].id > 0);
+        if (i > 0)
+            assert_true(r[i].id > r[i - 1].id); /* ids increase */
+    }
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, 0, 0, 0), 6);
+    const struct sc_msg *m = l->v;
+    /* INBOX of work: 1, 2, 3; Sent: 1; the other account's INBOX: 1. */
+    assert_int_equal(m[0].uid, 1);
+    assert_int_equal(m[1].uid, 2);
+    assert_int_equal(m[2].uid, 1);
+    assert_int_equal(m[3].uid, 3);
+    assert_int_equal(m[4].uid, 1);
+    assert_int_equal(m[5].uid, 1);
+    assert_string_equal(m[0].folder, "INBOX");
+    assert_string_equal(m[2].folder, "Sent");
+    assert_string_equal(m[5].folder, "Archive/2024");
+    assert_int_equal(m[0].folder_id, m[1].folder_id);
+    assert_int_equal(m[0].folder_id, m[3].folder_id);
+    assert_int_not_equal(m[0].folder_id, m[2].folder_id);
+    assert_int_not_equal(m[0].folder_id, m[4].folder_id); /* same name, other account */
+    assert_true(m[0].modseq > 0);
+    assert_true(m[1].modseq > m[0].modseq);
+    assert_true(m[3].modseq > m[1].modseq);
+
+    struct sc_folders fl;
+    assert_int_equal(sc_folder_list(f, &fl, u, 0), 4);
+    assert_int_equal(sc_folder_list(f, &fl, u, acc2), 1);
+    assert_int_equal(sc_folder_list(f, &fl, u, acc), 3);
+    const struct sc_folder *inbox = sc_folder_named(&fl, acc, "INBOX");
+    const struct sc_folder *sent = sc_folder_named(&fl, acc, "Sent");
+    const struct sc_folder *arch = sc_folder_named(&fl, acc, "Archive/2024");
+    assert_non_null(inbox);
+    assert_non_null(sent);
+    assert_non_null(arch);
+    assert_int_equal(inbox->id, m[0].folder_id);
+    assert_int_equal(inbox->uidnext, 4);
+    assert_int_equal(inbox->highestmodseq, m[3].modseq);
+    assert_int_equal(inbox->messages, 3);
+    assert_int_equal(inbox->bytes, 12);
+    assert_int_equal(sent->uidnext, 2);
+    assert_int_equal(sent->messages, 1);
+    assert_int_equal(sent->bytes, 4);
+    assert_int_equal(inbox->account_id, acc);
+    /* Every folder has its own UIDVALIDITY. */
+    struct sc_folders all;
+    sc_folder_list(f, &all, u, 0);
+    for (size_t i = 0; i < all.n; i++) {
+        assert_true(all.v[i].uidvalidity > 0);
+        for (size_t j = i + 1; j < all.n; j++)
+            assert_int_not_equal(all.v[i].uidvalidity, all.v[j].uidvalidity);
+    }
+    /* A new folder after an account was deleted and re-created: still a value never used. */
+    assert_int_equal(f->ops->account_delete(f->st, u, acc2), MH_OK);
+    int64_t acc3 = sc_account(f, u, "home");
+    assert_int_equal(sc_put_full(f, u, acc3, "INBOX", "uv:1:1", "again", 5, &r[0]), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders now;
+    sc_folder_list(f, &now, u, acc3);
+    assert_int_equal(now.n, 1);
+    for (size_t i = 0; i < all.n; i++)
+        assert_int_not_equal(now.v[0].uidvalidity, all.v[i].uidvalidity);
+    free(l);
+}
+
+static void test_put_fields(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
+    static const unsigned char bin[] = {'a', 0, 'b', 0, 0, 'c', '\r', '\n', 0xff};
+    struct mh_message_ref r;
+    assert_int_equal(sc_put_full(f, u, acc, "Lists/Grüße", "uv:5:10", bin, sizeof bin, &r), MH_OK);
+    /* An empty body is a message too. */
+    struct mh_message_ref e;
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", "empty", "", 0, &e), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, r.id, 0, 0, 0, 0, 1), 1);
+    const struct sc_msg *m = &l->v[0];
+    assert_int_equal(m->id, r.id);
+    assert_int_equal(m->user_id, u);
+    assert_int_equal(m->account_id, acc);
+    assert_true(m->folder_id > 0);
+    assert_string_equal(m->folder, "Lists/Grüße");
+    assert_int_equal(m->uid, 1);
+    assert_true(m->modseq > 0);
+    assert_string_equal(m->source_id, "uv:5:10");
+    assert_int_equal(m->size, sizeof bin);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(m->sha256[i], (unsigned char)(sizeof bin + (size_t)i));
+    assert_true(m->has_blob);
+    assert_int_equal(m->blob_len, sizeof bin);
+    assert_memory_equal(m->blob, bin, sizeof bin);
+    assert_string_equal(m->flags, "\\Seen");
+    assert_int_equal(m->internal_date, 1700000000);
+    assert_int_equal(m->date, 1699999999);
+    assert_string_equal(m->from, "Alice <alice@example.com>");
+    assert_string_equal(m->to, "bob@example.com");
+    assert_string_equal(m->cc, SC_NULL);
+    assert_string_equal(m->subject, "Grüße");
+    assert_string_equal(m->message_id, "<x@example.com>");
+    assert_true(m->stored > 1600000000); /* set by the store */
+
+    /* Without the blob the rest is the same. */
+    assert_int_equal(sc_list(f, l, u, r.id, 0, 0, 0, 0, 0), 1);
+    assert_int_equal(l->v[0].size, sizeof bin);
+    assert_string_equal(l->v[0].subject, "Grüße");
+
+    assert_int_equal(sc_list(f, l, u, e.id, 0, 0, 0, 0, 1), 1);
+    assert_true(l->v[0].has_blob);
+    assert_int_equal(l->v[0].blob_len, 0);
+    assert_int_equal(l->v[0].size, 0);
+    sc_usage(f, u, sizeof bin, 2);
+    free(l);
 }
 
 static void test_duplicate(void **state)
 {
     struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    int64_t work = sc_account(f, alice, "work"), home = sc_account(f, alice, "home");
+    int64_t bwork = sc_account(f, bob, "work");
     struct mh_message_ref a, b, c, d;
-    assert_int_equal(sc_put(f, "alice", "work", "mid:<x@y>:00", "first", &a), MH_OK);
+    assert_int_equal(sc_put(f, alice, work, "mid:<x@y>:00", "first", &a), MH_OK);
+    assert_int_equal(a.duplicate, 0);
     assert_int_equal(sc_flush(f), MH_OK);
-    /* Same identity, different bytes: still the one stored message. */
-    assert_int_equal(sc_put(f, "alice", "work", "mid:<x@y>:00", "second, longer", &b), MH_OK);
+    /* Same identity, different bytes and folder: still the one stored message, nothing written. */
+    assert_int_equal(sc_put_full(f, alice, work, "Elsewhere", "mid:<x@y>:00", "second, longer", 14, &b),
+                     MH_OK);
     assert_int_equal(b.duplicate, 1);
     assert_int_equal(b.id, a.id);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders fl;
+    assert_int_equal(sc_folder_list(f, &fl, alice, work), 1); /* no "Elsewhere" */
+    assert_int_equal(fl.v[0].uidnext, 2);
+    assert_int_equal(fl.v[0].messages, 1);
+    sc_usage(f, alice, 5, 1);
     /* Identity is per (user, account, source_id). */
-    assert_int_equal(sc_put(f, "alice", "home", "mid:<x@y>:00", "first", &c), MH_OK);
+    assert_int_equal(sc_put(f, alice, home, "mid:<x@y>:00", "first", &c), MH_OK);
     assert_int_equal(c.duplicate, 0);
     assert_int_not_equal(c.id, a.id);
-    assert_int_equal(sc_put(f, "bob", "work", "mid:<x@y>:00", "first", &d), MH_OK);
+    assert_int_equal(sc_put(f, bob, bwork, "mid:<x@y>:00", "first", &d), MH_OK);
     assert_int_equal(d.duplicate, 0);
     assert_int_equal(sc_flush(f), MH_OK);
-    sc_usage(f, "alice", 10, 2);
-    sc_usage(f, "bob", 5, 1);
+    sc_usage(f, alice, 10, 2);
+    sc_usage(f, bob, 5, 1);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, alice, a.id, 0, 0, 0, 0, 1), 1);
+    assert_memory_equal(l->v[0].blob, "first", 5); /* the first bytes stay */
+    free(l);
 }
 
 static void test_duplicate_in_batch(void **state)
 {
     struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
     struct mh_message_ref a, b;
     /* A duplicate of a message that is not flushed yet is still a duplicate. */
-    assert_int_equal(sc_put(f, "alice", "work", "uidl:42", "abc", &a), MH_OK);
-    assert_int_equal(sc_put(f, "alice", "work", "uidl:42", "abc", &b), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "uidl:42", "abc", &a), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "uidl:42", "abc", &b), MH_OK);
     assert_int_equal(b.duplicate, 1);
     assert_int_equal(b.id, a.id);
     assert_int_equal(sc_flush(f), MH_OK);
-    sc_usage(f, "alice", 3, 1);
+    sc_usage(f, u, 3, 1);
+}
+
+static void test_no_source_id(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
+    struct mh_message_ref a, b;
+    /* Without a source identity there is no deduplication. */
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", NULL, "same", 4, &a), MH_OK);
+    assert_int_equal(sc_put_full(f, u, acc, "INBOX", NULL, "same", 4, &b), MH_OK);
+    assert_int_equal(a.duplicate, 0);
+    assert_int_equal(b.duplicate, 0);
+    assert_int_not_equal(a.id, b.id);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, u, 8, 2);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, 0, 0, 0), 2);
+    assert_string_equal(l->v[0].source_id, SC_NULL);
+    free(l);
+}
+
+static void test_put_refused(void **state)
+{
+    struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    int64_t work = sc_account(f, alice, "work");
+    struct mh_message_ref r;
+    /* Unknown user, unknown account, another user's account: nothing is written. */
+    assert_int_equal(sc_put(f, alice + bob + 1000, work, "a", "x", &r), MH_ENOTFOUND);
+    assert_int_equal(sc_put(f, alice, work + 1000, "a", "x", &r), MH_ENOTFOUND);
+    assert_int_equal(sc_put(f, bob, work, "a", "x", &r), MH_ENOTFOUND);
+    /* A folder name is required. */
+    assert_int_equal(sc_put_full(f, alice, work, NULL, "b", "x", 1, &r), MH_EINVAL);
+    /* The batch goes on. */
+    assert_int_equal(sc_put(f, alice, work, "ok", "fine", &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, alice, 4, 1);
+    sc_usage(f, bob, 0, 0);
+    struct sc_folders fl;
+    assert_int_equal(sc_folder_list(f, &fl, bob, 0), 0);
+    assert_int_equal(sc_folder_list(f, &fl, alice, 0), 1);
+    assert_int_equal(fl.v[0].uidnext, 2);
 }
 
 static void test_usage_exact(void **state)
 {
     struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob"), carol = sc_user(f, "carol");
+    int64_t work = sc_account(f, alice, "work"), bwork = sc_account(f, bob, "work");
     struct mh_message_ref r;
-    sc_usage(f, "nobody", 0, 0);
+    sc_usage(f, alice, 0, 0);
+    sc_usage(f, alice + bob + carol + 1000, 0, 0); /* no such user: nothing used */
     /* Binary content with NULs: the size is the byte count, not strlen. */
     static const char bin[] = {'a', 0, 'b', 0, 0, 'c', '\r', '\n'};
     uint64_t bytes = 0, count = 0;
@@ -149,128 +903,497 @@ static void test_usage_exact(void **state)
         size_t len = (size_t)(i * 11 % 577);
         memset(raw, 'x', len);
         snprintf(sid, sizeof sid, "uv:7:%d", i);
-        assert_int_equal(sc_put_raw(f, "alice", "work", sid, raw, len, &r), MH_OK);
+        assert_int_equal(sc_put_full(f, alice, work, i % 2 ? "INBOX" : "Sent", sid, raw, len, &r), MH_OK);
         bytes += len;
         count++;
     }
-    assert_int_equal(sc_put_raw(f, "alice", "work", "bin", bin, sizeof bin, &r), MH_OK);
+    assert_int_equal(sc_put_full(f, alice, work, "INBOX", "bin", bin, sizeof bin, &r), MH_OK);
     bytes += sizeof bin;
     count++;
-    assert_int_equal(sc_put_raw(f, "alice", "work", "bin", bin, sizeof bin, &r), MH_OK); /* duplicate */
-    assert_int_equal(sc_put(f, "bob", "work", "uv:7:1", "12345", &r), MH_OK);
+    /* Unflushed puts count already (on this instance). */
+    sc_usage(f, alice, bytes, count);
+    assert_int_equal(sc_put_full(f, alice, work, "INBOX", "bin", bin, sizeof bin, &r), MH_OK); /* duplicate */
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(sc_put(f, bob, bwork, "uv:7:1", "12345", &r), MH_OK);
     assert_int_equal(sc_flush(f), MH_OK);
-    sc_usage(f, "alice", bytes, count);
-    sc_usage(f, "bob", 5, 1);
-    sc_usage(f, "carol", 0, 0);
+    sc_usage(f, alice, bytes, count);
+    sc_usage(f, bob, 5, 1);
+    sc_usage(f, carol, 0, 0);
+    /* The folders add up to the usage. */
+    struct sc_folders fl;
+    sc_folder_list(f, &fl, alice, 0);
+    uint64_t fb = 0, fc = 0;
+    for (size_t i = 0; i < fl.n; i++) {
+        fb += fl.v[i].bytes;
+        fc += fl.v[i].messages;
+    }
+    assert_int_equal(fb, bytes);
+    assert_int_equal(fc, count);
 }
 
-static void test_quota(void **state)
+static void test_usage_after_deletes(void **state)
 {
     struct sc *f = *state;
-    uint64_t alloc = 77;
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 0);
-    assert_int_equal(f->c->ops->quota_set(f->st, "alice", 30u << 20, "initial"), MH_OK);
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 1);
-    assert_int_equal(alloc, 30u << 20);
-    assert_int_equal(f->c->ops->quota_set(f->st, "alice", 60u << 20, "extended"), MH_OK);
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 1);
-    assert_int_equal(alloc, 60u << 20);
-    assert_int_equal(f->c->ops->quota_get(f->st, "bob", &alloc), 0);
-    assert_int_equal(f->c->ops->quota_set(f->st, "bob", (uint64_t)1 << 40, "initial"), MH_OK);
-    assert_int_equal(f->c->ops->quota_get(f->st, "bob", &alloc), 1);
-    assert_int_equal(alloc, (uint64_t)1 << 40);
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 1);
-    assert_int_equal(alloc, 60u << 20);
-}
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    int64_t work = sc_account(f, alice, "work"), home = sc_account(f, alice, "home");
+    int64_t bwork = sc_account(f, bob, "work");
+    struct mh_message_ref r, keep;
+    assert_int_equal(sc_put(f, alice, work, "w1", "12345", &r), MH_OK);
+    assert_int_equal(sc_put_full(f, alice, work, "Sent", "w2", "123", 3, &r), MH_OK);
+    assert_int_equal(sc_put(f, alice, home, "h1", "1234567", &keep), MH_OK);
+    assert_int_equal(sc_put(f, bob, bwork, "b1", "12", &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, alice, 15, 3);
 
-static void test_quota_with_pending_puts(void **state)
-{
-    struct sc *f = *state;
-    struct mh_message_ref r;
+    /* Deleting an account takes its folders and messages, and their usage. */
+    assert_int_equal(f->ops->account_delete(f->st, alice, work), MH_OK);
+    sc_usage(f, alice, 7, 1);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, alice, 7, 1);
+    sc_usage(f, bob, 2, 1);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, alice, 0, 0, 0, 0, 0, 0), 1);
+    assert_int_equal(l->v[0].id, keep.id);
+    assert_int_equal(sc_list(f, l, alice, 0, work, 0, 0, 0, 0), 0);
+    struct sc_folders fl;
+    assert_int_equal(sc_folder_list(f, &fl, alice, 0), 1);
+    assert_int_equal(fl.v[0].account_id, home);
+    if (f->ops->has_source_id != NULL)
+        assert_int_equal(f->ops->has_source_id(f->st, alice, work, "w1"), 0);
+    /* A message stored again after the delete is new. */
+    int64_t work2 = sc_account(f, alice, "work");
+    assert_int_equal(sc_put(f, alice, work2, "w1", "12345", &r), MH_OK);
+    assert_int_equal(r.duplicate, 0);
+    sc_usage(f, alice, 12, 2);
+
+    /* Deleting a user takes everything of theirs, and nothing of anyone else's. */
+    assert_int_equal(f->ops->quota_set(f->st, alice, 1000, "initial"), MH_OK);
+    assert_int_equal(f->ops->user_delete(f->st, alice), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, alice, 0, 0);
+    assert_int_equal(sc_folder_list(f, &fl, alice, 0), 0);
+    struct sc_accounts al;
+    assert_int_equal(sc_account_list(f, alice, &al), 0);
     uint64_t alloc = 0;
-    /* quota_set in the middle of a batch must neither lose the batch nor the allocation. */
-    assert_int_equal(sc_put(f, "alice", "work", "a", "aaaa", &r), MH_OK);
-    assert_int_equal(f->c->ops->quota_set(f->st, "alice", 1000, "initial"), MH_OK);
-    assert_int_equal(sc_put(f, "alice", "work", "b", "bb", &r), MH_OK);
-    assert_int_equal(sc_flush(f), MH_OK);
-    sc_usage(f, "alice", 6, 2);
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 1);
-    assert_int_equal(alloc, 1000);
+    assert_int_equal(f->ops->quota_get(f->st, alice, &alloc), 0);
+    struct sc_quota q;
+    assert_int_equal(sc_quota_history(f, alice, &q), 0);
+    sc_usage(f, bob, 2, 1);
+    assert_int_equal(sc_list(f, l, bob, 0, 0, 0, 0, 0, 0), 1);
+    /* A new user of the same name starts empty. */
+    int64_t alice2 = sc_user(f, "alice");
+    sc_usage(f, alice2, 0, 0);
+    assert_int_equal(sc_list(f, l, alice2, 0, 0, 0, 0, 0, 0), 0);
+    free(l);
 }
 
 static void test_has_source_id(void **state)
 {
     struct sc *f = *state;
-    if (f->c->ops->has_source_id == NULL)
+    if (f->ops->has_source_id == NULL)
         skip();
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    int64_t work = sc_account(f, alice, "work"), home = sc_account(f, alice, "home");
+    int64_t bwork = sc_account(f, bob, "work");
     struct mh_message_ref r;
-    assert_int_equal(f->c->ops->has_source_id(f->st, "alice", "work", "uv:9:9"), 0);
-    assert_int_equal(sc_put(f, "alice", "work", "uv:9:9", "x", &r), MH_OK);
+    assert_int_equal(f->ops->has_source_id(f->st, alice, work, "uv:9:9"), 0);
+    assert_int_equal(sc_put(f, alice, work, "uv:9:9", "x", &r), MH_OK);
+    assert_int_equal(f->ops->has_source_id(f->st, alice, work, "uv:9:9"), 1); /* before the flush too */
     assert_int_equal(sc_flush(f), MH_OK);
-    assert_int_equal(f->c->ops->has_source_id(f->st, "alice", "work", "uv:9:9"), 1);
-    assert_int_equal(f->c->ops->has_source_id(f->st, "alice", "home", "uv:9:9"), 0);
-    assert_int_equal(f->c->ops->has_source_id(f->st, "bob", "work", "uv:9:9"), 0);
-    assert_int_equal(f->c->ops->has_source_id(f->st, "alice", "work", "uv:9:8"), 0);
+    assert_int_equal(f->ops->has_source_id(f->st, alice, work, "uv:9:9"), 1);
+    assert_int_equal(f->ops->has_source_id(f->st, alice, home, "uv:9:9"), 0);
+    assert_int_equal(f->ops->has_source_id(f->st, bob, bwork, "uv:9:9"), 0);
+    assert_int_equal(f->ops->has_source_id(f->st, bob, work, "uv:9:9"), 0); /* not bob's */
+    assert_int_equal(f->ops->has_source_id(f->st, alice, work, "uv:9:8"), 0);
 }
+
+/* -------------------------------------------------------------- quota */
+
+static void test_quota(void **state)
+{
+    struct sc *f = *state;
+    int64_t alice = sc_user(f, "alice"), bob = sc_user(f, "bob");
+    uint64_t alloc = 77;
+    struct sc_quota h;
+    assert_int_equal(f->ops->quota_get(f->st, alice, &alloc), 0);
+    assert_int_equal(sc_quota_history(f, alice, &h), 0);
+    assert_int_equal(f->ops->quota_set(f->st, alice, 30u << 20, "initial"), MH_OK);
+    assert_int_equal(f->ops->quota_get(f->st, alice, &alloc), 1);
+    assert_int_equal(alloc, 30u << 20);
+    assert_int_equal(f->ops->quota_set(f->st, alice, 60u << 20, "extended"), MH_OK);
+    assert_int_equal(f->ops->quota_get(f->st, alice, &alloc), 1);
+    assert_int_equal(alloc, 60u << 20);
+    assert_int_equal(f->ops->quota_get(f->st, bob, &alloc), 0);
+    assert_int_equal(f->ops->quota_set(f->st, bob, (uint64_t)1 << 40, "initial"), MH_OK);
+    assert_int_equal(f->ops->quota_get(f->st, bob, &alloc), 1);
+    assert_int_equal(alloc, (uint64_t)1 << 40);
+    assert_int_equal(f->ops->quota_set(f->st, alice, 45u << 20, "admin"), MH_OK);
+    assert_int_equal(f->ops->quota_get(f->st, alice, &alloc), 1);
+    assert_int_equal(alloc, 45u << 20);
+    /* Unknown user; an allocation no signed 64-bit column holds. */
+    assert_int_equal(f->ops->quota_set(f->st, alice + bob + 1000, 1, "initial"), MH_ENOTFOUND);
+    assert_int_equal(f->ops->quota_set(f->st, alice, UINT64_MAX, "too big"), MH_EINVAL);
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    assert_int_equal(sc_quota_history(f, alice, &h), 3);
+    assert_int_equal(h.alloc[0], 30u << 20);
+    assert_string_equal(h.reason[0], "initial");
+    assert_int_equal(h.alloc[1], 60u << 20);
+    assert_string_equal(h.reason[1], "extended");
+    assert_int_equal(h.alloc[2], 45u << 20);
+    assert_string_equal(h.reason[2], "admin");
+    for (int i = 0; i < 3; i++)
+        assert_true(h.when[i] > 1600000000);
+    assert_true(h.when[0] <= h.when[1] && h.when[1] <= h.when[2]);
+    assert_int_equal(sc_quota_history(f, bob, &h), 1);
+    assert_int_equal(h.alloc[0], (uint64_t)1 << 40);
+}
+
+static void test_quota_with_pending_puts(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
+    struct mh_message_ref r;
+    uint64_t alloc = 0;
+    /* quota_set in the middle of a batch must neither lose the batch nor the allocation. */
+    assert_int_equal(sc_put(f, u, acc, "a", "aaaa", &r), MH_OK);
+    assert_int_equal(f->ops->quota_set(f->st, u, 1000, "initial"), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "b", "bb", &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_usage(f, u, 6, 2);
+    assert_int_equal(f->ops->quota_get(f->st, u, &alloc), 1);
+    assert_int_equal(alloc, 1000);
+}
+
+/* ----------------------------------------------------------- listing */
+
+static void test_msg_list_filters(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice");
+    int64_t work = sc_account(f, u, "work"), home = sc_account(f, u, "home");
+    struct mh_message_ref r;
+    int64_t ids[12];
+    char sid[16];
+    /* 12 messages: accounts alternate, folders INBOX/Sent in turns of three. */
+    for (int i = 0; i < 12; i++) {
+        snprintf(sid, sizeof sid, "m%d", i);
+        assert_int_equal(
+            sc_put_full(f, u, i % 2 ? home : work, (i / 3) % 2 ? "Sent" : "INBOX", sid, sid, strlen(sid), &r),
+            MH_OK);
+        ids[i] = r.id;
+    }
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders fl;
+    sc_folder_list(f, &fl, u, 0);
+    const struct sc_folder *winbox = sc_folder_named(&fl, work, "INBOX");
+    const struct sc_folder *hsent = sc_folder_named(&fl, home, "Sent");
+    assert_non_null(winbox);
+    assert_non_null(hsent);
+
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, 0, 0, 0), 12);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(l->v[i].id, ids[i]);
+    /* By account. */
+    assert_int_equal(sc_list(f, l, u, 0, work, 0, 0, 0, 0), 6);
+    for (size_t i = 0; i < l->n; i++) {
+        assert_int_equal(l->v[i].account_id, work);
+        assert_int_equal(l->v[i].id, ids[2 * i]);
+    }
+    /* By folder: work's INBOX holds m0, m2, m6, m8. */
+    assert_int_equal(sc_list(f, l, u, 0, 0, winbox->id, 0, 0, 0), 4);
+    assert_int_equal(l->v[0].id, ids[0]);
+    assert_int_equal(l->v[1].id, ids[2]);
+    assert_int_equal(l->v[2].id, ids[6]);
+    assert_int_equal(l->v[3].id, ids[8]);
+    assert_int_equal(l->v[3].uid, 4);
+    /* Folder and account together; a folder of another account gives nothing. */
+    assert_int_equal(sc_list(f, l, u, 0, work, winbox->id, 0, 0, 0), 4);
+    assert_int_equal(sc_list(f, l, u, 0, work, hsent->id, 0, 0, 0), 0);
+    /* Paging: after_id and limit. */
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, ids[4], 0, 0), 7);
+    assert_int_equal(l->v[0].id, ids[5]);
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, ids[4], 3, 0), 3);
+    assert_int_equal(l->v[2].id, ids[7]);
+    assert_int_equal(sc_list(f, l, u, 0, work, 0, ids[4], 2, 0), 2);
+    assert_int_equal(l->v[0].id, ids[6]);
+    assert_int_equal(l->v[1].id, ids[8]);
+    assert_int_equal(sc_list(f, l, u, 0, 0, winbox->id, ids[2], 1, 0), 1);
+    assert_int_equal(l->v[0].id, ids[6]);
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, ids[11], 0, 0), 0);
+    /* Paging through everything, two at a time. */
+    int64_t after = 0;
+    size_t seen = 0;
+    while (sc_list(f, l, u, 0, 0, 0, after, 2, 0) > 0) {
+        for (size_t i = 0; i < l->n; i++)
+            assert_int_equal(l->v[i].id, ids[seen++]);
+        after = l->v[l->n - 1].id;
+    }
+    assert_int_equal(seen, 12);
+    /* One message by id, with or without its blob; id and other filters must all match. */
+    assert_int_equal(sc_list(f, l, u, ids[3], 0, 0, 0, 0, 1), 1);
+    assert_true(l->v[0].has_blob);
+    assert_memory_equal(l->v[0].blob, "m3", 2);
+    assert_string_equal(l->v[0].folder, "Sent");
+    assert_int_equal(sc_list(f, l, u, ids[3], home, 0, 0, 0, 0), 1);
+    assert_int_equal(sc_list(f, l, u, ids[3], work, 0, 0, 0, 0), 0);
+    assert_int_equal(sc_list(f, l, u, ids[3], 0, 0, ids[3], 0, 0), 0);
+    assert_int_equal(sc_list(f, l, u, ids[11] + 1000, 0, 0, 0, 0, 0), 0);
+    /* The callback stops the listing. */
+    l->n = 0;
+    l->stop_after = 2;
+    struct mh_msg_query q = {.struct_size = sizeof q, .user_id = u};
+    assert_int_equal(f->ops->msg_list(f->st, &q, sc_msg_cb, l), MH_OK);
+    assert_int_equal(l->n, 2);
+    free(l);
+}
+
+struct sc_nested {
+    struct sc *f;
+    int64_t user_id;
+    int calls, inner_total, accounts_seen;
+};
+
+static int sc_nested_count(void *arg, const struct mh_msg_rec *m)
+{
+    (void)m;
+    ((struct sc_nested *)arg)->inner_total++;
+    return 0;
+}
+
+static int sc_nested_acc(void *arg, const struct mh_account_rec *a)
+{
+    (void)a;
+    ((struct sc_nested *)arg)->accounts_seen++;
+    return 0;
+}
+
+/* From inside a msg_list callback: the same listing again, and an account lookup. */
+static int sc_nested_cb(void *arg, const struct mh_msg_rec *m)
+{
+    struct sc_nested *n = arg;
+    n->calls++;
+    struct mh_msg_query q = {.struct_size = sizeof q, .user_id = n->user_id};
+    assert_int_equal(n->f->ops->msg_list(n->f->st, &q, sc_nested_count, n), MH_OK);
+    assert_int_equal(n->f->ops->account_get(n->f->st, n->user_id, m->account_id, NULL, sc_nested_acc, n), 1);
+    return 0;
+}
+
+static void test_reads_inside_callbacks(void **state)
+{
+    struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
+    struct mh_message_ref r;
+    assert_int_equal(sc_put(f, u, acc, "a", "1", &r), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "b", "2", &r), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "c", "3", &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_nested n = {.f = f, .user_id = u};
+    struct mh_msg_query q = {.struct_size = sizeof q, .user_id = u};
+    assert_int_equal(f->ops->msg_list(f->st, &q, sc_nested_cb, &n), MH_OK);
+    assert_int_equal(n.calls, 3);
+    assert_int_equal(n.inner_total, 9);
+    assert_int_equal(n.accounts_seen, 3);
+}
+
+/* ---------------------------------------------------- tenant isolation */
+
+static void test_tenant_isolation(void **state)
+{
+    struct sc *f = *state;
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t aacc = sc_account(f, a, "secret-work");
+    int64_t bacc = sc_account(f, b, "mine");
+    struct mh_message_ref am, bm;
+    assert_int_equal(sc_put(f, a, aacc, "s1", "alice's mail", &am), MH_OK);
+    assert_int_equal(sc_put(f, b, bacc, "s1", "bob's", &bm), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders fl;
+    assert_int_equal(sc_folder_list(f, &fl, a, 0), 1);
+    int64_t afolder = fl.v[0].id;
+
+    /* Bob asks for alice's message, account and folder in every way he can. */
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, b, am.id, 0, 0, 0, 0, 1), 0);
+    assert_int_equal(sc_list(f, l, b, am.id, aacc, afolder, 0, 0, 1), 0);
+    assert_int_equal(sc_list(f, l, b, 0, aacc, 0, 0, 0, 1), 0);
+    assert_int_equal(sc_list(f, l, b, 0, 0, afolder, 0, 0, 1), 0);
+    assert_int_equal(sc_list(f, l, b, 0, aacc, afolder, 0, 0, 1), 0);
+    assert_int_equal(sc_list(f, l, b, 0, 0, 0, 0, 0, 1), 1); /* only his own */
+    assert_int_equal(l->v[0].id, bm.id);
+    assert_int_equal(sc_folder_list(f, &fl, b, aacc), 0);
+    assert_int_equal(sc_folder_list(f, &fl, b, 0), 1);
+    assert_int_not_equal(fl.v[0].id, afolder);
+    assert_int_equal(sc_account_get(f, b, aacc, NULL, NULL), 0);
+    assert_int_equal(sc_account_get(f, b, 0, "secret-work", NULL), 0);
+    struct sc_accounts al;
+    assert_int_equal(sc_account_list(f, b, &al), 1);
+    assert_int_equal(al.v[0].id, bacc);
+    if (f->ops->has_source_id != NULL)
+        assert_int_equal(f->ops->has_source_id(f->st, b, aacc, "s1"), 0);
+    /* Nor can he change or delete it, or file mail under it. */
+    assert_int_equal(f->ops->account_delete(f->st, b, aacc), MH_ENOTFOUND);
+    struct mh_account_rec steal = {.struct_size = sizeof steal,
+                                   .id = aacc,
+                                   .user_id = b,
+                                   .name = "secret-work",
+                                   .provider = "imap",
+                                   .status = "ok",
+                                   .origin = "api"};
+    assert_int_equal(f->ops->account_put(f->st, &steal), MH_ENOTFOUND);
+    struct mh_message_ref r;
+    assert_int_equal(sc_put(f, b, aacc, "s2", "planted", &r), MH_ENOTFOUND);
+    assert_int_equal(sc_put(f, b, aacc, "s1", "planted", &r), MH_ENOTFOUND); /* not even a "duplicate" */
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    /* Alice's data is untouched, and her usage is hers alone. */
+    assert_int_equal(sc_list(f, l, a, 0, 0, 0, 0, 0, 1), 1);
+    assert_int_equal(l->v[0].id, am.id);
+    assert_memory_equal(l->v[0].blob, "alice's mail", 12);
+    struct sc_account acc;
+    assert_int_equal(sc_account_get(f, a, aacc, NULL, &acc), 1);
+    assert_int_equal(acc.user_id, a);
+    sc_usage(f, a, 12, 1);
+    sc_usage(f, b, 5, 1);
+    /* Deleting bob leaves alice alone. */
+    assert_int_equal(f->ops->user_delete(f->st, b), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_list(f, l, a, 0, 0, 0, 0, 0, 0), 1);
+    sc_usage(f, a, 12, 1);
+    free(l);
+}
+
+/* ------------------------------------------------------- batching */
 
 static void test_flush(void **state)
 {
     struct sc *f = *state;
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
     struct mh_message_ref r;
     char sid[32];
+    assert_int_equal(sc_flush(f), MH_OK);
     assert_int_equal(sc_flush(f), MH_OK); /* nothing pending */
     /* More than any sensible default batch, so commits happen both ways. */
     for (int i = 0; i < 700; i++) {
         snprintf(sid, sizeof sid, "uv:1:%d", i);
-        assert_int_equal(sc_put(f, "alice", "work", sid, "0123456789", &r), MH_OK);
+        assert_int_equal(sc_put(f, u, acc, sid, "0123456789", &r), MH_OK);
         assert_int_equal(r.duplicate, 0);
     }
     assert_int_equal(sc_flush(f), MH_OK);
     assert_int_equal(sc_flush(f), MH_OK);
-    sc_usage(f, "alice", 7000, 700);
+    sc_usage(f, u, 7000, 700);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, 0, 0, 0), 700);
+    for (size_t i = 0; i < 700; i++)
+        assert_int_equal(l->v[i].uid, i + 1);
+    free(l);
 }
+
+/* -------------------------------------------------------- persistence */
 
 static void test_reopen(void **state)
 {
     struct sc *f = *state;
     if (!f->c->persistent)
         skip();
+    int64_t u = sc_user(f, "alice"), acc = sc_account(f, u, "work");
+    unsigned char h[32];
+    memset(h, 0x5a, 32);
+    assert_int_equal(f->ops->token_put(f->st, u, h, "laptop", 0), MH_OK);
     struct mh_message_ref a, b;
     uint64_t alloc = 0;
-    assert_int_equal(sc_put(f, "alice", "work", "uv:3:1", "hello", &a), MH_OK);
-    assert_int_equal(sc_put(f, "alice", "work", "uv:3:2", "world!", &b), MH_OK);
-    assert_int_equal(f->c->ops->quota_set(f->st, "alice", 4096, "initial"), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "uv:3:1", "hello", &a), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "uv:3:2", "world!", &b), MH_OK);
+    assert_int_equal(f->ops->quota_set(f->st, u, 4096, "initial"), MH_OK);
     assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders before;
+    assert_int_equal(sc_folder_list(f, &before, u, 0), 1);
+
     sc_reopen(f);
-    sc_usage(f, "alice", 11, 2);
-    assert_int_equal(f->c->ops->quota_get(f->st, "alice", &alloc), 1);
+    struct sc_user usr;
+    assert_int_equal(sc_user_get(f, 0, "alice", &usr), 1);
+    assert_int_equal(usr.id, u);
+    assert_int_equal(usr.key_len, 40);
+    struct sc_account ac;
+    assert_int_equal(sc_account_get(f, u, 0, "work", &ac), 1);
+    assert_int_equal(ac.id, acc);
+    int64_t who = 0;
+    assert_int_equal(f->ops->token_get(f->st, h, 0, &who), 1);
+    assert_int_equal(who, u);
+    sc_usage(f, u, 11, 2);
+    assert_int_equal(f->ops->quota_get(f->st, u, &alloc), 1);
     assert_int_equal(alloc, 4096);
-    if (f->c->ops->has_source_id != NULL)
-        assert_int_equal(f->c->ops->has_source_id(f->st, "alice", "work", "uv:3:2"), 1);
+    struct sc_quota q;
+    assert_int_equal(sc_quota_history(f, u, &q), 1);
+    if (f->ops->has_source_id != NULL)
+        assert_int_equal(f->ops->has_source_id(f->st, u, acc, "uv:3:2"), 1);
     struct mh_message_ref again;
-    assert_int_equal(sc_put(f, "alice", "work", "uv:3:1", "hello", &again), MH_OK);
+    assert_int_equal(sc_put(f, u, acc, "uv:3:1", "hello", &again), MH_OK);
     assert_int_equal(again.duplicate, 1);
     assert_int_equal(again.id, a.id);
+    /* UIDs, UIDVALIDITY and modseq are as they were; the next put continues from uidnext. */
+    struct sc_folders after;
+    assert_int_equal(sc_folder_list(f, &after, u, 0), 1);
+    assert_int_equal(after.v[0].id, before.v[0].id);
+    assert_int_equal(after.v[0].uidvalidity, before.v[0].uidvalidity);
+    assert_int_equal(after.v[0].uidnext, 3);
+    assert_int_equal(after.v[0].highestmodseq, before.v[0].highestmodseq);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, u, 0, 0, 0, 0, 0, 1), 2);
+    assert_int_equal(l->v[0].uid, 1);
+    assert_int_equal(l->v[1].uid, 2);
+    assert_memory_equal(l->v[1].blob, "world!", 6);
+    struct mh_message_ref c;
+    assert_int_equal(sc_put(f, u, acc, "uv:3:3", "abc", &c), MH_OK);
+    assert_int_equal(c.duplicate, 0);
+    assert_true(c.id > b.id);
     /* A put that close() ends without an explicit flush is kept too. */
-    assert_int_equal(sc_put(f, "alice", "work", "uv:3:3", "abc", &again), MH_OK);
-    assert_int_equal(again.duplicate, 0);
     sc_reopen(f);
-    sc_usage(f, "alice", 14, 3);
+    sc_usage(f, u, 14, 3);
+    assert_int_equal(sc_list(f, l, u, c.id, 0, 0, 0, 0, 0), 1);
+    assert_int_equal(l->v[0].uid, 3);
+    assert_true(l->v[0].modseq > before.v[0].highestmodseq);
+    /* Ids are not reused after a delete, even of the newest message. */
+    assert_int_equal(f->ops->account_delete(f->st, u, acc), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_reopen(f);
+    int64_t acc2 = sc_account(f, u, "work");
+    assert_true(acc2 > acc);
+    assert_int_equal(sc_put(f, u, acc2, "uv:3:3", "abc", &a), MH_OK);
+    assert_true(a.id > c.id);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders fresh;
+    assert_int_equal(sc_folder_list(f, &fresh, u, 0), 1);
+    assert_int_not_equal(fresh.v[0].uidvalidity, before.v[0].uidvalidity);
+    free(l);
 }
 
 int store_contract_run(const struct store_contract *c)
 {
     void *pre = (void *)c;
+#define SC_TEST(fn) cmocka_unit_test_prestate_setup_teardown(fn, sc_setup, sc_teardown, pre)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_put, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_duplicate, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_duplicate_in_batch, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_usage_exact, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_quota, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_quota_with_pending_puts, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_has_source_id, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_flush, sc_setup, sc_teardown, pre),
-        cmocka_unit_test_prestate_setup_teardown(test_reopen, sc_setup, sc_teardown, pre),
+        SC_TEST(test_users),
+        SC_TEST(test_tokens),
+        SC_TEST(test_accounts),
+        SC_TEST(test_put_uids),
+        SC_TEST(test_put_fields),
+        SC_TEST(test_duplicate),
+        SC_TEST(test_duplicate_in_batch),
+        SC_TEST(test_no_source_id),
+        SC_TEST(test_put_refused),
+        SC_TEST(test_usage_exact),
+        SC_TEST(test_usage_after_deletes),
+        SC_TEST(test_has_source_id),
+        SC_TEST(test_quota),
+        SC_TEST(test_quota_with_pending_puts),
+        SC_TEST(test_msg_list_filters),
+        SC_TEST(test_reads_inside_callbacks),
+        SC_TEST(test_tenant_isolation),
+        SC_TEST(test_flush),
+        SC_TEST(test_reopen),
     };
+#undef SC_TEST
     return _cmocka_run_group_tests(c->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);
 }

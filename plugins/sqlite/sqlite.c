@@ -1,19 +1,30 @@
 /*
  * sqlite: the embedded store.  One database file in WAL mode, used from the
  * core's single store thread (so the connection is opened without SQLite's
- * own mutexes).
+ * own mutexes).  It keeps users, API tokens, linked accounts, folders,
+ * messages (bodies arrive sealed by the core: opaque blobs here) and quota
+ * history; every query is scoped by a user id.
  *
- * Durability: put_message() inserts inside a transaction that is committed
- * every `batch` messages and on flush(); the core calls flush() before it
- * tells a provider a message is stored.  With synchronous=normal a commit
+ * Transactions: every write opens a transaction lazily (BEGIN IMMEDIATE);
+ * flush() commits it, and so does a put_message() that brings the batch to
+ * `batch` messages.  The core calls flush() after each batch of work and
+ * counts nothing as stored before it returns MH_OK.  Reads on this connection
+ * see the open transaction's writes.  With synchronous=normal a commit
  * survives a crash of the process; with synchronous=full also a power loss.
  *
- * Usage is kept exactly, in a `usage` table maintained by triggers on
- * `messages`, so it changes in the same transaction as the rows it counts and
- * reads in O(1) whatever the number of messages.
+ * Usage (bytes and count per user) and each folder's message count and bytes
+ * are kept exactly, in the same transaction as the rows they count, and read
+ * in O(1): put_message() adds to them (the only way messages are inserted),
+ * triggers subtract whatever deletes or changes messages, including ON DELETE
+ * CASCADE when an account or a user is deleted.  (No INSERT trigger: it would
+ * make SQLite keep a statement journal for every insert, which costs about
+ * half the throughput of small messages.)
  *
- * Schema changes are appended to mig[] below; PRAGMA user_version records how
- * many have been applied.
+ * Ids come from AUTOINCREMENT: never reused, so paging by id (after_id) and
+ * ids held by clients stay unambiguous after deletes.
+ *
+ * Schema changes are appended to sq_migrations[] below; PRAGMA user_version
+ * records how many have been applied.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -25,93 +36,319 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include <mailhub/plugin.h>
 #include <mailhub/store.h>
 
+struct sq;
+
+/* A new database file gets this page size (fixed at creation): large enough
+ * that a message of a few hundred KB is a short overflow chain, small enough
+ * for the index pages. */
+#define SQ_PAGE_SIZE 16384
+
 /* Schema migrations: entry i takes user_version i to i + 1.  Only append; keep
- * each entry in parentheses so a missing comma cannot merge two of them. */
-static const char *const sq_migrations[] = {
-    /* 1: messages, quota, usage */
-    ("CREATE TABLE messages ("
-     "  id INTEGER PRIMARY KEY,"
-     "  user TEXT NOT NULL,"
-     "  account TEXT NOT NULL,"
-     "  folder TEXT,"
-     "  source_id TEXT NOT NULL,"
-     "  size INTEGER NOT NULL,"
-     "  flags TEXT,"
-     "  internal_date INTEGER NOT NULL DEFAULT 0,"
-     "  sha256 BLOB NOT NULL,"
-     "  raw BLOB NOT NULL,"
-     "  stored_at INTEGER NOT NULL,"
-     "  UNIQUE (user, account, source_id));"
-     "CREATE TABLE quota ("
-     "  user TEXT PRIMARY KEY,"
-     "  alloc INTEGER NOT NULL);"
-     "CREATE TABLE quota_events ("
-     "  id INTEGER PRIMARY KEY,"
-     "  user TEXT NOT NULL,"
-     "  alloc INTEGER NOT NULL,"
-     "  reason TEXT NOT NULL,"
-     "  at INTEGER NOT NULL);"
-     "CREATE INDEX quota_events_user ON quota_events (user, at);"
-     "CREATE TABLE usage ("
-     "  user TEXT PRIMARY KEY,"
-     "  bytes INTEGER NOT NULL DEFAULT 0,"
-     "  count INTEGER NOT NULL DEFAULT 0);"
-     "CREATE TRIGGER messages_usage_ins AFTER INSERT ON messages BEGIN"
-     "  INSERT INTO usage (user, bytes, count) VALUES (NEW.user, NEW.size, 1)"
-     "    ON CONFLICT (user) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
-     "END;"
-     "CREATE TRIGGER messages_usage_del AFTER DELETE ON messages BEGIN"
-     "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user = OLD.user;"
-     "END;"
-     "CREATE TRIGGER messages_usage_upd AFTER UPDATE OF user, size ON messages BEGIN"
-     "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user = OLD.user;"
-     "  INSERT INTO usage (user, bytes, count) VALUES (NEW.user, NEW.size, 1)"
-     "    ON CONFLICT (user) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
-     "END;"),
+ * each SQL text in parentheses so a missing comma cannot merge two of them.
+ * `check`, if set, runs first in the same transaction and may refuse. */
+struct sq_migration {
+    const char *sql;
+    int (*check)(struct sq *s);
+};
+
+static int sq_check_v1_empty(struct sq *s);
+
+static const struct sq_migration sq_migrations[] = {
+    /* 1: messages, quota, usage, keyed by user and account names (mailhub 0.0). */
+    {("CREATE TABLE messages ("
+      "  id INTEGER PRIMARY KEY,"
+      "  user TEXT NOT NULL,"
+      "  account TEXT NOT NULL,"
+      "  folder TEXT,"
+      "  source_id TEXT NOT NULL,"
+      "  size INTEGER NOT NULL,"
+      "  flags TEXT,"
+      "  internal_date INTEGER NOT NULL DEFAULT 0,"
+      "  sha256 BLOB NOT NULL,"
+      "  raw BLOB NOT NULL,"
+      "  stored_at INTEGER NOT NULL,"
+      "  UNIQUE (user, account, source_id));"
+      "CREATE TABLE quota ("
+      "  user TEXT PRIMARY KEY,"
+      "  alloc INTEGER NOT NULL);"
+      "CREATE TABLE quota_events ("
+      "  id INTEGER PRIMARY KEY,"
+      "  user TEXT NOT NULL,"
+      "  alloc INTEGER NOT NULL,"
+      "  reason TEXT NOT NULL,"
+      "  at INTEGER NOT NULL);"
+      "CREATE INDEX quota_events_user ON quota_events (user, at);"
+      "CREATE TABLE usage ("
+      "  user TEXT PRIMARY KEY,"
+      "  bytes INTEGER NOT NULL DEFAULT 0,"
+      "  count INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TRIGGER messages_usage_ins AFTER INSERT ON messages BEGIN"
+      "  INSERT INTO usage (user, bytes, count) VALUES (NEW.user, NEW.size, 1)"
+      "    ON CONFLICT (user) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
+      "END;"
+      "CREATE TRIGGER messages_usage_del AFTER DELETE ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user = OLD.user;"
+      "END;"
+      "CREATE TRIGGER messages_usage_upd AFTER UPDATE OF user, size ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user = OLD.user;"
+      "  INSERT INTO usage (user, bytes, count) VALUES (NEW.user, NEW.size, 1)"
+      "    ON CONFLICT (user) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
+      "END;"),
+     NULL},
+    /* 2: SDK 1.1 records scoped by user id.  Replaces schema 1, which must be
+     * empty (pre-release: its data is not carried over). */
+    {("DROP TABLE messages;"
+      "DROP TABLE quota;"
+      "DROP TABLE quota_events;"
+      "DROP TABLE usage;"
+      "CREATE TABLE meta ("
+      "  key TEXT PRIMARY KEY,"
+      "  value INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE users ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  name TEXT NOT NULL UNIQUE,"
+      "  password_hash TEXT,"
+      "  phone TEXT,"
+      "  email TEXT,"
+      "  admin INTEGER NOT NULL DEFAULT 0,"
+      "  data_key BLOB,"
+      "  created INTEGER NOT NULL);"
+      "CREATE TABLE tokens ("
+      "  hash BLOB PRIMARY KEY,"
+      "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+      "  label TEXT,"
+      "  created INTEGER NOT NULL,"
+      "  expires INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE INDEX tokens_user ON tokens (user_id);"
+      "CREATE TABLE accounts ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+      "  name TEXT NOT NULL,"
+      "  provider TEXT NOT NULL,"
+      "  settings TEXT,"
+      "  secret BLOB,"
+      "  paused INTEGER NOT NULL DEFAULT 0,"
+      "  status TEXT,"
+      "  origin TEXT,"
+      "  created INTEGER NOT NULL,"
+      "  UNIQUE (user_id, name));"
+      "CREATE TABLE folders ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  user_id INTEGER NOT NULL,"
+      "  account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,"
+      "  name TEXT NOT NULL,"
+      "  uidvalidity INTEGER NOT NULL,"
+      "  uidnext INTEGER NOT NULL,"
+      "  highestmodseq INTEGER NOT NULL,"
+      "  messages INTEGER NOT NULL DEFAULT 0,"
+      "  bytes INTEGER NOT NULL DEFAULT 0,"
+      "  UNIQUE (account_id, name));"
+      "CREATE INDEX folders_user ON folders (user_id);"
+      /* The blob last: reading the other columns never walks its overflow pages. */
+      "CREATE TABLE messages ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  user_id INTEGER NOT NULL,"
+      "  account_id INTEGER NOT NULL,"
+      "  folder_id INTEGER NOT NULL REFERENCES folders (id) ON DELETE CASCADE,"
+      "  uid INTEGER NOT NULL,"
+      "  modseq INTEGER NOT NULL,"
+      "  source_id TEXT,"
+      "  size INTEGER NOT NULL,"
+      "  sha256 BLOB NOT NULL,"
+      "  flags TEXT,"
+      "  internal_date INTEGER NOT NULL DEFAULT 0,"
+      "  date INTEGER NOT NULL DEFAULT 0,"
+      "  \"from\" TEXT,"
+      "  \"to\" TEXT,"
+      "  cc TEXT,"
+      "  subject TEXT,"
+      "  message_id TEXT,"
+      "  stored INTEGER NOT NULL,"
+      "  blob BLOB NOT NULL,"
+      "  UNIQUE (folder_id, uid));"
+      "CREATE UNIQUE INDEX messages_source ON messages (user_id, account_id, source_id)"
+      "  WHERE source_id IS NOT NULL;"
+      /* Each ends with the rowid (id): equality on the column, then a range and order on id. */
+      "CREATE INDEX messages_user ON messages (user_id);"
+      "CREATE INDEX messages_account ON messages (account_id);"
+      "CREATE INDEX messages_folder ON messages (folder_id);"
+      "CREATE TABLE usage ("
+      "  user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,"
+      "  bytes INTEGER NOT NULL DEFAULT 0,"
+      "  count INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE quota ("
+      "  user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,"
+      "  allocation INTEGER NOT NULL);"
+      "CREATE TABLE quota_log ("
+      "  id INTEGER PRIMARY KEY,"
+      "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+      "  allocation INTEGER NOT NULL,"
+      "  reason TEXT NOT NULL,"
+      "  time INTEGER NOT NULL);"
+      "CREATE INDEX quota_log_user ON quota_log (user_id);"
+      /* Inserts are counted by put_message (see the top of the file). */
+      "CREATE TRIGGER messages_del AFTER DELETE ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user_id = OLD.user_id;"
+      "  UPDATE folders SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = OLD.folder_id;"
+      "END;"
+      "CREATE TRIGGER messages_upd AFTER UPDATE OF user_id, folder_id, size ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user_id = OLD.user_id;"
+      "  UPDATE folders SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = OLD.folder_id;"
+      "  INSERT INTO usage (user_id, bytes, count) VALUES (NEW.user_id, NEW.size, 1)"
+      "    ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
+      "  UPDATE folders SET messages = messages + 1, bytes = bytes + NEW.size WHERE id = NEW.folder_id;"
+      "END;"),
+     sq_check_v1_empty},
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
+/* ------------------------------------------------------- statements */
+
+#define SQ_USER_COLS "id, name, password_hash, phone, email, admin, data_key, created"
+#define SQ_ACCOUNT_COLS "id, user_id, name, provider, settings, secret, paused, status, origin, created"
+#define SQ_FOLDER_COLS "id, user_id, account_id, name, uidvalidity, uidnext, highestmodseq, messages, bytes"
+
 enum sq_stmt {
-    SQ_INSERT,
-    SQ_FIND,
+    SQ_USER_INS,
+    SQ_USER_UPD,
+    SQ_USER_BY_ID,
+    SQ_USER_BY_NAME,
+    SQ_USER_LIST,
+    SQ_USER_DEL,
+    SQ_USER_EXISTS,
+    SQ_TOKEN_INS,
+    SQ_TOKEN_GET,
+    SQ_TOKEN_DEL,
+    SQ_ACC_INS,
+    SQ_ACC_UPD,
+    SQ_ACC_BY_ID,
+    SQ_ACC_BY_NAME,
+    SQ_ACC_BY_NAME_ANY,
+    SQ_ACC_LIST,
+    SQ_ACC_LIST_ALL,
+    SQ_ACC_DEL,
+    SQ_ACC_OF_USER,
+    SQ_FOLDER_LIST,
+    SQ_FOLDER_LIST_ACC,
+    SQ_FOLDER_NEXT,
+    SQ_FOLDER_INS,
+    SQ_UIDVALIDITY,
+    SQ_MSG_FIND,
+    SQ_MSG_INS,
+    SQ_USAGE_ADD,
     SQ_USAGE,
     SQ_QUOTA_GET,
     SQ_QUOTA_SET,
-    SQ_QUOTA_EVENT,
+    SQ_QUOTA_LOG,
+    SQ_QUOTA_HIST,
     SQ_N_STMTS,
 };
 
+/* Parenthesised: one element split over lines, not several (clang -Wstring-concatenation). */
 static const char *const sq_stmt_sql[SQ_N_STMTS] = {
-    /* Parenthesised: one element split over lines, not several (clang -Wstring-concatenation). */
-    [SQ_INSERT] =
-        ("INSERT INTO messages (user, account, folder, source_id, size, flags, internal_date, sha256,"
-         " raw, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-         " ON CONFLICT (user, account, source_id) DO NOTHING"),
-    [SQ_FIND] = "SELECT id FROM messages WHERE user = ?1 AND account = ?2 AND source_id = ?3",
-    [SQ_USAGE] = "SELECT bytes, count FROM usage WHERE user = ?1",
-    [SQ_QUOTA_GET] = "SELECT alloc FROM quota WHERE user = ?1",
-    [SQ_QUOTA_SET] =
-        "INSERT INTO quota (user, alloc) VALUES (?1, ?2) ON CONFLICT (user) DO UPDATE SET alloc = ?2",
-    [SQ_QUOTA_EVENT] = "INSERT INTO quota_events (user, alloc, reason, at) VALUES (?1, ?2, ?3, ?4)",
+    [SQ_USER_INS] = ("INSERT INTO users (name, password_hash, phone, email, admin, data_key, created)"
+                     " VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+    [SQ_USER_UPD] = ("UPDATE users SET name = ?2, password_hash = ?3, phone = ?4, email = ?5, admin = ?6,"
+                     " data_key = ?7, created = CASE WHEN ?8 = 0 THEN created ELSE ?8 END WHERE id = ?1"),
+    [SQ_USER_BY_ID] = "SELECT " SQ_USER_COLS " FROM users WHERE id = ?1",
+    [SQ_USER_BY_NAME] = "SELECT " SQ_USER_COLS " FROM users WHERE name = ?1",
+    [SQ_USER_LIST] = "SELECT " SQ_USER_COLS " FROM users ORDER BY id",
+    [SQ_USER_DEL] = "DELETE FROM users WHERE id = ?1",
+    [SQ_USER_EXISTS] = "SELECT 1 FROM users WHERE id = ?1",
+    [SQ_TOKEN_INS] =
+        "INSERT INTO tokens (hash, user_id, label, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [SQ_TOKEN_GET] = "SELECT user_id FROM tokens WHERE hash = ?1 AND (expires = 0 OR expires > ?2)",
+    [SQ_TOKEN_DEL] = "DELETE FROM tokens WHERE hash = ?1",
+    [SQ_ACC_INS] = ("INSERT INTO accounts (user_id, name, provider, settings, secret, paused, status, origin,"
+                    " created) VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+    [SQ_ACC_UPD] = ("UPDATE accounts SET name = ?3, provider = ?4, settings = ?5, secret = ?6, paused = ?7,"
+                    " status = ?8, origin = ?9, created = CASE WHEN ?10 = 0 THEN created ELSE ?10 END"
+                    " WHERE id = ?1 AND user_id = ?2"),
+    [SQ_ACC_BY_ID] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts WHERE id = ?1 AND (?2 = 0 OR user_id = ?2)",
+    [SQ_ACC_BY_NAME] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts WHERE user_id = ?2 AND name = ?1",
+    [SQ_ACC_BY_NAME_ANY] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts WHERE name = ?1 ORDER BY id LIMIT 1",
+    [SQ_ACC_LIST] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts WHERE user_id = ?1 ORDER BY id",
+    [SQ_ACC_LIST_ALL] = "SELECT " SQ_ACCOUNT_COLS " FROM accounts ORDER BY id",
+    [SQ_ACC_DEL] = "DELETE FROM accounts WHERE id = ?1 AND user_id = ?2",
+    [SQ_ACC_OF_USER] = "SELECT 1 FROM accounts WHERE id = ?1 AND user_id = ?2",
+    [SQ_FOLDER_LIST] = "SELECT " SQ_FOLDER_COLS " FROM folders WHERE user_id = ?1 ORDER BY id",
+    [SQ_FOLDER_LIST_ACC] =
+        "SELECT " SQ_FOLDER_COLS " FROM folders WHERE account_id = ?2 AND user_id = ?1 ORDER BY id",
+    /* The folder's next UID and modseq, and the new message counted, in one
+     * step; RETURNING sees the updated row. */
+    [SQ_FOLDER_NEXT] = ("UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
+                        " messages = messages + 1, bytes = bytes + ?4"
+                        " WHERE account_id = ?1 AND name = ?2 AND user_id = ?3"
+                        " RETURNING id, uidnext - 1, highestmodseq"),
+    [SQ_FOLDER_INS] = ("INSERT INTO folders (user_id, account_id, name, uidvalidity, uidnext, highestmodseq)"
+                       " VALUES (?1, ?2, ?3, ?4, 1, 0)"),
+    /* max(now, last + 1): never the same value twice in this database. */
+    [SQ_UIDVALIDITY] =
+        ("INSERT INTO meta (key, value) VALUES ('uidvalidity', ?1)"
+         " ON CONFLICT (key) DO UPDATE SET value = max(excluded.value, value + 1) RETURNING value"),
+    [SQ_MSG_FIND] = "SELECT id FROM messages WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3",
+    [SQ_MSG_INS] =
+        ("INSERT INTO messages (user_id, account_id, folder_id, uid, modseq, source_id, size, sha256,"
+         " flags, internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+    [SQ_USAGE_ADD] =
+        ("INSERT INTO usage (user_id, bytes, count) VALUES (?1, ?2, 1)"
+         " ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1"),
+    [SQ_USAGE] = "SELECT bytes, count FROM usage WHERE user_id = ?1",
+    [SQ_QUOTA_GET] = "SELECT allocation FROM quota WHERE user_id = ?1",
+    [SQ_QUOTA_SET] = ("INSERT INTO quota (user_id, allocation) VALUES (?1, ?2)"
+                      " ON CONFLICT (user_id) DO UPDATE SET allocation = excluded.allocation"),
+    [SQ_QUOTA_LOG] = "INSERT INTO quota_log (user_id, allocation, reason, time) VALUES (?1, ?2, ?3, ?4)",
+    [SQ_QUOTA_HIST] = "SELECT allocation, reason, time FROM quota_log WHERE user_id = ?1 ORDER BY id",
 };
+
+/* msg_list: one statement per filter and per with_blob.  Each names its index
+ * (INDEXED BY fails to prepare rather than silently scanning) and joins the
+ * folder only for its name, after the message (CROSS JOIN keeps that order).
+ * Parameters: ?1 user_id, ?2 after_id, ?3 limit (-1: none), ?4 id,
+ * ?5 account_id, ?6 folder_id.  A unary + keeps a term from choosing an index. */
+enum sq_msg_filter { SQ_MF_USER, SQ_MF_ACCOUNT, SQ_MF_FOLDER, SQ_MF_ID, SQ_N_MF };
+
+static const char *const sq_msg_from[SQ_N_MF] = {
+    [SQ_MF_USER] = "messages AS m INDEXED BY messages_user",
+    [SQ_MF_ACCOUNT] = "messages AS m INDEXED BY messages_account",
+    [SQ_MF_FOLDER] = "messages AS m INDEXED BY messages_folder",
+    [SQ_MF_ID] = "messages AS m",
+};
+
+static const char *const sq_msg_where[SQ_N_MF] = {
+    [SQ_MF_USER] = "m.user_id = ?1 AND m.id > ?2",
+    [SQ_MF_ACCOUNT] = "m.account_id = ?5 AND +m.user_id = ?1 AND m.id > ?2",
+    [SQ_MF_FOLDER] = "m.folder_id = ?6 AND +m.user_id = ?1 AND (?5 = 0 OR +m.account_id = ?5) AND m.id > ?2",
+    [SQ_MF_ID] = ("m.id = ?4 AND +m.user_id = ?1 AND m.id > ?2 AND (?5 = 0 OR +m.account_id = ?5)"
+                  " AND (?6 = 0 OR +m.folder_id = ?6)"),
+};
+
+#define SQ_MSG_COLS                                                                                          \
+    "m.id, m.user_id, m.account_id, m.folder_id, f.name, m.uid, m.modseq, m.source_id, m.size, m.sha256,"    \
+    " m.flags, m.internal_date, m.date, m.\"from\", m.\"to\", m.cc, m.subject, m.message_id, m.stored"
+
+/* ------------------------------------------------------------ state */
 
 struct sq {
     struct mh_plugin_ctx *ctx;
     char *path;
     int sync_full;
     int64_t batch;
+    int64_t cache_kib;
 
     sqlite3 *db;
     sqlite3_stmt *st[SQ_N_STMTS];
-    int in_tx;       /* a write transaction is open */
-    int64_t pending; /* puts in the open transaction */
-    int tx_lost;     /* a failure rolled back puts that were not flushed yet */
+    sqlite3_stmt *msg_st[SQ_N_MF][2];
+    int in_tx;      /* a write transaction is open */
+    int64_t writes; /* write operations in the open transaction */
+    int64_t puts;   /* messages inserted in the open transaction */
+    int tx_lost;    /* a failure rolled back writes that were not flushed yet */
 };
 
 static const struct mh_option sq_options[] = {
@@ -119,9 +356,14 @@ static const struct mh_option sq_options[] = {
     {"synchronous", MH_OPT_ENUM, "normal", 0,
      "normal: a commit survives a crash of the process (WAL); full: also a power loss (fsync per commit)",
      "normal|full", 0, 0},
-    {"batch", MH_OPT_INT, "256", 0, "messages per commit during imports", NULL, 1, 100000},
+    {"batch", MH_OPT_INT, "256", 0,
+     "at most this many messages per transaction (the core's flush commits sooner)", NULL, 1, 100000},
+    {"cache_size", MH_OPT_SIZE, "16MB", 0, "SQLite page cache of the connection", NULL, 1 << 20,
+     (int64_t)1 << 40},
     MH_OPT_TABLE_END,
 };
+
+/* -------------------------------------------------------- utilities */
 
 /* Map an SQLite result to a mailhub code: what may pass (lock, full disk, I/O) is retried. */
 static int sq_rc(int src)
@@ -170,6 +412,82 @@ static int sq_exec(struct sq *s, const char *sql)
     return MH_OK;
 }
 
+/* One integer from a query (for pragmas and checks); -1 on error. */
+static int64_t sq_query_int(struct sq *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int sq_not_open(struct sq *s)
+{
+    if (s->db != NULL)
+        return 0;
+    mh_set_error(s->ctx, "%s: store is not open", s->path);
+    return 1;
+}
+
+static void sq_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v != NULL)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void sq_bind_blob(sqlite3_stmt *st, int i, const void *v, size_t len)
+{
+    if (v != NULL)
+        sqlite3_bind_blob64(st, i, v, (sqlite3_uint64)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static const char *sq_col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+static uint64_t sq_col_u64(sqlite3_stmt *st, int i)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, i);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/*
+ * The cached statement i, ready to bind; or, when it is in use by a caller
+ * further up the stack (an op called from inside another op's callback), a
+ * fresh copy in *tmp.  sq_put_stmt() gives it back.
+ */
+static sqlite3_stmt *sq_take(struct sq *s, sqlite3_stmt *cached, sqlite3_stmt **tmp)
+{
+    *tmp = NULL;
+    if (!sqlite3_stmt_busy(cached))
+        return cached;
+    int src = sqlite3_prepare_v2(s->db, sqlite3_sql(cached), -1, tmp, NULL);
+    if (src != SQLITE_OK) {
+        sq_fail(s, src, "preparing a statement");
+        return NULL;
+    }
+    return *tmp;
+}
+
+static void sq_give(sqlite3_stmt *st, sqlite3_stmt *tmp)
+{
+    if (tmp != NULL) {
+        sqlite3_finalize(tmp);
+    } else if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* ------------------------------------------------- open and migrate */
+
 static char *sq_resolve(struct mh_plugin_ctx *ctx, const char *path)
 {
     return mh_data_path(ctx, path == NULL || *path == '\0' ? "mailhub.db" : path);
@@ -186,6 +504,10 @@ static int sq_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, void 
     s->batch = mh_cfg_int(cfg, "batch");
     if (s->batch < 1)
         s->batch = 1;
+    uint64_t cache = mh_cfg_size(cfg, "cache_size");
+    s->cache_kib = cache < (1u << 20)            ? 1024
+                   : cache > ((uint64_t)1 << 40) ? (int64_t)1 << 30
+                                                 : (int64_t)(cache >> 10);
     s->path = sq_resolve(ctx, mh_cfg_str(cfg, "path"));
     if (s->path == NULL) {
         mh_free(s);
@@ -195,27 +517,44 @@ static int sq_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, void 
     return MH_OK;
 }
 
+/* Migration 2 replaces schema 1 only if it holds nothing. */
+static int sq_check_v1_empty(struct sq *s)
+{
+    int64_t rows = sq_query_int(s, "SELECT (SELECT count(*) FROM (SELECT 1 FROM messages LIMIT 1))"
+                                   " + (SELECT count(*) FROM (SELECT 1 FROM quota LIMIT 1))"
+                                   " + (SELECT count(*) FROM (SELECT 1 FROM quota_events LIMIT 1))");
+    if (rows < 0)
+        return sq_fail(s, sqlite3_errcode(s->db), "inspecting schema version 1");
+    if (rows > 0) {
+        mh_set_error(s->ctx,
+                     "%s: holds messages or quotas in the schema of an earlier pre-release (version 1), "
+                     "which this version cannot migrate; move the file away (or delete it) to start afresh",
+                     s->path);
+        return MH_ERR;
+    }
+    return MH_OK;
+}
+
 static int sq_migrate(struct sq *s)
 {
-    sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
-    if (src != SQLITE_OK)
-        return sq_fail(s, src, "reading the schema version");
-    int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
+    int64_t version = sq_query_int(s, "PRAGMA user_version");
     if (version < 0)
         return sq_fail(s, sqlite3_errcode(s->db), "reading the schema version");
     if (version > SQ_SCHEMA_VERSION) {
-        mh_set_error(s->ctx, "%s: schema version %d is newer than this plugin's (%d); use a newer mailhub",
-                     s->path, version, SQ_SCHEMA_VERSION);
+        mh_set_error(s->ctx, "%s: schema version %lld is newer than this plugin's (%d); use a newer mailhub",
+                     s->path, (long long)version, SQ_SCHEMA_VERSION);
         return MH_ERR;
     }
-    for (int v = version; v < SQ_SCHEMA_VERSION; v++) {
+    for (int v = (int)version; v < SQ_SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
         int rc = sq_exec(s, "BEGIN IMMEDIATE");
+        if (rc != MH_OK)
+            return rc;
+        if (sq_migrations[v].check != NULL)
+            rc = sq_migrations[v].check(s);
         if (rc == MH_OK)
-            rc = sq_exec(s, sq_migrations[v]);
+            rc = sq_exec(s, sq_migrations[v].sql);
         if (rc == MH_OK)
             rc = sq_exec(s, bump);
         if (rc == MH_OK)
@@ -235,11 +574,45 @@ static void sq_close_db(struct sq *s)
         sqlite3_finalize(s->st[i]);
         s->st[i] = NULL;
     }
+    for (int i = 0; i < SQ_N_MF; i++)
+        for (int b = 0; b < 2; b++) {
+            sqlite3_finalize(s->msg_st[i][b]);
+            s->msg_st[i][b] = NULL;
+        }
     if (s->db != NULL)
         sqlite3_close(s->db); /* rolls back an open transaction */
     s->db = NULL;
     s->in_tx = 0;
-    s->pending = 0;
+    s->writes = 0;
+    s->puts = 0;
+}
+
+static int sq_prepare(struct sq *s, const char *sql, sqlite3_stmt **out)
+{
+    int src = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    return src == SQLITE_OK ? MH_OK : sq_fail(s, src, "preparing statements");
+}
+
+static int sq_prepare_all(struct sq *s)
+{
+    int rc = MH_OK;
+    for (int i = 0; i < SQ_N_STMTS && rc == MH_OK; i++)
+        rc = sq_prepare(s, sq_stmt_sql[i], &s->st[i]);
+    for (int i = 0; i < SQ_N_MF && rc == MH_OK; i++)
+        for (int b = 0; b < 2 && rc == MH_OK; b++) {
+            char sql[1024];
+            int n =
+                snprintf(sql, sizeof sql,
+                         "SELECT " SQ_MSG_COLS ", %s FROM %s CROSS JOIN folders AS f ON f.id = m.folder_id"
+                         " WHERE %s ORDER BY m.id LIMIT ?3",
+                         b ? "m.blob" : "NULL", sq_msg_from[i], sq_msg_where[i]);
+            if (n < 0 || (size_t)n >= sizeof sql) {
+                mh_set_error(s->ctx, "%s: internal error: a query is too long", s->path);
+                return MH_ERR;
+            }
+            rc = sq_prepare(s, sql, &s->msg_st[i][b]);
+        }
+    return rc;
 }
 
 static int sq_open(void *state)
@@ -255,6 +628,16 @@ static int sq_open(void *state)
         mh_set_error(s->ctx, "cannot open %s: %s", s->path, strerror(e));
         return e == ENOSPC || e == EMFILE || e == ENFILE ? MH_ERETRY : MH_ERR;
     }
+    /* A file made by someone else (a restore, a copy) may be readable by others. */
+    struct stat st_file;
+    if (fstat(fd, &st_file) == 0 && (st_file.st_mode & 077) != 0) {
+        if (fchmod(fd, st_file.st_mode & 0700) == 0)
+            mh_log_warn(s->ctx, "%s was readable by others: now mode %o", s->path,
+                        (unsigned)(st_file.st_mode & 0700));
+        else
+            mh_log_warn(s->ctx, "%s is readable by others (mode %o) and cannot be changed: %s", s->path,
+                        (unsigned)(st_file.st_mode & 0777), strerror(errno));
+    }
     close(fd);
 
     int src = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -266,39 +649,58 @@ static int sq_open(void *state)
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
 
-    int rc = MH_OK;
-    sqlite3_stmt *st = NULL;
-    src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        const unsigned char *mode = sqlite3_column_text(st, 0);
-        if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
-            mh_set_error(s->ctx, "%s: cannot switch to WAL mode (got %s)", s->path,
-                         mode ? (const char *)mode : "?");
-            rc = MH_ERR;
+    /* The page size only takes on a new (empty) file, so before WAL mode writes the header. */
+    char pragma[96];
+    snprintf(pragma, sizeof pragma, "PRAGMA page_size = %d", SQ_PAGE_SIZE);
+    int rc = sq_exec(s, pragma);
+    if (rc == MH_OK) {
+        sqlite3_stmt *st = NULL;
+        src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(st, 0);
+            if (mode == NULL || strcmp(mode, "wal") != 0) {
+                mh_set_error(s->ctx, "%s: cannot switch to WAL mode (got %s)", s->path, mode ? mode : "?");
+                rc = MH_ERR;
+            }
+        } else {
+            rc = sq_fail(s, sqlite3_errcode(s->db), "setting WAL mode");
         }
-    } else {
-        rc = sq_fail(s, sqlite3_errcode(s->db), "setting WAL mode");
+        sqlite3_finalize(st);
     }
-    sqlite3_finalize(st);
     if (rc == MH_OK)
         rc = sq_exec(s, s->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    if (rc == MH_OK) {
+        snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%lld", (long long)s->cache_kib);
+        rc = sq_exec(s, pragma);
+    }
+    /* Keep the WAL from staying large after a big import has been checkpointed. */
+    if (rc == MH_OK)
+        rc = sq_exec(s, "PRAGMA journal_size_limit = 67108864");
+    /* Zero what a delete frees where that costs no extra I/O (headers on
+     * b-tree pages); bodies are sealed anyway.  Builds differ in the default. */
+    if (rc == MH_OK)
+        rc = sq_exec(s, "PRAGMA secure_delete = FAST");
+    /* Statement journals (a multi-row statement inside the batch transaction
+     * keeps one to undo itself) in memory, not in a temporary file. */
+    if (rc == MH_OK)
+        rc = sq_exec(s, "PRAGMA temp_store = MEMORY");
     if (rc == MH_OK)
         rc = sq_exec(s, "PRAGMA foreign_keys = ON");
     if (rc == MH_OK)
         rc = sq_migrate(s);
-    for (int i = 0; i < SQ_N_STMTS && rc == MH_OK; i++) {
-        src = sqlite3_prepare_v3(s->db, sq_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
-        if (src != SQLITE_OK)
-            rc = sq_fail(s, src, "preparing statements");
-    }
+    if (rc == MH_OK)
+        rc = sq_prepare_all(s);
     if (rc != MH_OK) {
         sq_close_db(s);
         return rc;
     }
-    mh_log_debug(s->ctx, "opened %s (schema %d, synchronous=%s, batch %lld)", s->path, SQ_SCHEMA_VERSION,
-                 s->sync_full ? "full" : "normal", (long long)s->batch);
+    mh_log_debug(s->ctx, "opened %s (schema %d, synchronous=%s, batch %lld, cache %lld KiB)", s->path,
+                 SQ_SCHEMA_VERSION, s->sync_full ? "full" : "normal", (long long)s->batch,
+                 (long long)s->cache_kib);
     return MH_OK;
 }
+
+/* ------------------------------------------------------ transactions */
 
 static int sq_commit(struct sq *s)
 {
@@ -307,26 +709,24 @@ static int sq_commit(struct sq *s)
     int rc = sq_exec(s, "COMMIT");
     if (rc != MH_OK) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        if (s->pending > 0)
+        if (s->writes > 0)
             s->tx_lost = 1;
     }
     s->in_tx = 0;
-    s->pending = 0;
+    s->writes = 0;
+    s->puts = 0;
     return rc;
 }
 
 static int sq_flush(void *state)
 {
     struct sq *s = state;
-    if (s->db == NULL) {
-        mh_set_error(s->ctx, "%s: store is not open", s->path);
+    if (sq_not_open(s))
         return MH_ERR;
-    }
     int rc = sq_commit(s);
     if (rc == MH_OK && s->tx_lost) {
-        /* Puts acknowledged to the core since the last flush were rolled back. */
-        mh_set_error(s->ctx, "%s: a failed write rolled back the messages stored since the last flush",
-                     s->path);
+        /* Writes done since the last flush were rolled back. */
+        mh_set_error(s->ctx, "%s: a failed write rolled back what was written since the last flush", s->path);
         rc = MH_ERETRY;
     }
     s->tx_lost = 0;
@@ -338,11 +738,13 @@ static void sq_close(void *state)
     struct sq *s = state;
     if (s->db == NULL)
         return;
-    if (sq_commit(s) != MH_OK)
-        mh_log_error(s->ctx, "%s: final commit failed", s->path);
+    if (sq_commit(s) != MH_OK || s->tx_lost)
+        mh_log_error(s->ctx, "%s: writes since the last flush were lost", s->path);
+    s->tx_lost = 0;
     sq_close_db(s);
 }
 
+/* Before a write: open the batch transaction if none is. */
 static int sq_begin(struct sq *s)
 {
     if (s->in_tx)
@@ -350,87 +752,574 @@ static int sq_begin(struct sq *s)
     int rc = sq_exec(s, "BEGIN IMMEDIATE");
     if (rc == MH_OK) {
         s->in_tx = 1;
-        s->pending = 0;
+        s->writes = 0;
+        s->puts = 0;
     }
     return rc;
 }
 
-static int sq_bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    return v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
 /* After a failed statement inside the batch: if SQLite rolled the whole
- * transaction back, the earlier unflushed puts are gone too. */
+ * transaction back (full disk, I/O error), earlier unflushed writes are gone. */
 static void sq_after_error(struct sq *s)
 {
     if (s->in_tx && sqlite3_get_autocommit(s->db)) {
         s->in_tx = 0;
-        if (s->pending > 0)
+        if (s->writes > 0)
             s->tx_lost = 1;
-        s->pending = 0;
+        s->writes = 0;
+        s->puts = 0;
     }
 }
 
-static int sq_put_message(void *state, const struct mh_message *msg, struct mh_message_ref *ref_out)
+/* Roll back the whole batch: after a failure that would leave it inconsistent.
+ * The next flush() reports the loss. */
+static void sq_abort(struct sq *s)
+{
+    if (s->in_tx && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->in_tx = 0;
+    s->tx_lost = 1;
+    s->writes = 0;
+    s->puts = 0;
+}
+
+/* Step a write statement once (it must not return rows), then reset it. */
+static int sq_step_write(struct sq *s, sqlite3_stmt *st, const char *what)
+{
+    int src = sqlite3_step(st);
+    int rc = src == SQLITE_DONE ? MH_OK : sq_fail(s, src, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != MH_OK)
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_is_unique_violation(struct sq *s)
+{
+    int e = sqlite3_extended_errcode(s->db);
+    return e == SQLITE_CONSTRAINT_UNIQUE || e == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+/* 1 if the single-row lookup st (bound) finds a row, 0 if not, or an error; resets st. */
+static int sq_exists(struct sq *s, sqlite3_stmt *st, const char *what)
+{
+    int src = sqlite3_step(st);
+    int rc = src == SQLITE_ROW ? 1 : src == SQLITE_DONE ? 0 : sq_fail(s, src, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int sq_user_exists(struct sq *s, int64_t user_id)
+{
+    sqlite3_stmt *st = s->st[SQ_USER_EXISTS];
+    sqlite3_bind_int64(st, 1, user_id);
+    return sq_exists(s, st, "looking up a user");
+}
+
+static int64_t sq_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* ------------------------------------------------------------ users */
+
+static void sq_user_row(sqlite3_stmt *st, struct mh_user_rec *u)
+{
+    *u = (struct mh_user_rec){
+        .struct_size = sizeof *u,
+        .id = sqlite3_column_int64(st, 0),
+        .name = sq_col_text(st, 1),
+        .password_hash = sq_col_text(st, 2),
+        .phone = sq_col_text(st, 3),
+        .email = sq_col_text(st, 4),
+        .admin = sqlite3_column_int(st, 5) != 0,
+        .data_key = sqlite3_column_blob(st, 6),
+        .created = sqlite3_column_int64(st, 7),
+    };
+    u->data_key_len = (size_t)sqlite3_column_bytes(st, 6);
+    if (u->data_key_len == 0)
+        u->data_key = NULL;
+}
+
+/* Run a user query (bound by bind_id/bind_name), calling cb for each row; returns rows seen or an error. */
+static int sq_users_each(struct sq *s, sqlite3_stmt *cached, int64_t id, const char *name, int one,
+                         mh_user_each_cb cb, void *arg)
+{
+    sqlite3_stmt *tmp, *st = sq_take(s, cached, &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    if (id > 0)
+        sqlite3_bind_int64(st, 1, id);
+    else if (name != NULL)
+        sq_bind_text(st, 1, name);
+    int rc = 0, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_user_rec u;
+        sq_user_row(st, &u);
+        rc++;
+        if ((cb != NULL && cb(arg, &u) != 0) || one)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading users");
+    sq_give(st, tmp);
+    return rc;
+}
+
+static int sq_user_put(void *state, struct mh_user_rec *u)
 {
     struct sq *s = state;
-    if (s->db == NULL) {
-        mh_set_error(s->ctx, "%s: store is not open", s->path);
+    if (sq_not_open(s))
         return MH_ERR;
-    }
-    if (msg == NULL || ref_out == NULL || msg->user == NULL || msg->account == NULL ||
-        msg->source_id == NULL || (msg->raw == NULL && msg->raw_len > 0) ||
-        msg->raw_len > (size_t)INT32_MAX) {
-        mh_set_error(s->ctx, "put_message: user, account, source_id and raw (< 2 GB) are required");
+    if (u == NULL || u->name == NULL || u->id < 0 || (u->data_key == NULL && u->data_key_len > 0)) {
+        mh_set_error(s->ctx, "user_put: a name is required");
         return MH_EINVAL;
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (EVP_Digest(msg->raw ? msg->raw : "", msg->raw_len, md, &md_len, EVP_sha256(), NULL) != 1) {
-        mh_set_error(s->ctx, "SHA-256 failed");
-        return MH_ERR;
     }
     int rc = sq_begin(s);
     if (rc != MH_OK)
         return rc;
-
-    sqlite3_stmt *st = s->st[SQ_INSERT];
-    sq_bind_text(st, 1, msg->user);
-    sq_bind_text(st, 2, msg->account);
-    sq_bind_text(st, 3, msg->folder);
-    sq_bind_text(st, 4, msg->source_id);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)msg->raw_len);
-    sq_bind_text(st, 6, msg->flags);
-    sqlite3_bind_int64(st, 7, msg->internal_date);
-    sqlite3_bind_blob(st, 8, md, (int)md_len, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 9, msg->raw ? msg->raw : "", (int)msg->raw_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 10, (sqlite3_int64)time(NULL));
+    int insert = u->id == 0;
+    int64_t created = u->created;
+    if (insert && created == 0)
+        created = sq_now();
+    sqlite3_stmt *st = s->st[insert ? SQ_USER_INS : SQ_USER_UPD];
+    sqlite3_bind_int64(st, 1, u->id);
+    sq_bind_text(st, 2, u->name);
+    sq_bind_text(st, 3, u->password_hash);
+    sq_bind_text(st, 4, u->phone);
+    sq_bind_text(st, 5, u->email);
+    sqlite3_bind_int(st, 6, u->admin != 0);
+    sq_bind_blob(st, 7, u->data_key, u->data_key_len);
+    sqlite3_bind_int64(st, 8, created);
     int src = sqlite3_step(st);
-    int inserted = src == SQLITE_DONE && sqlite3_changes(s->db) > 0;
-    sqlite3_int64 id = inserted ? sqlite3_last_insert_rowid(s->db) : 0;
-    if (src != SQLITE_DONE)
-        rc = sq_fail(s, src, "storing a message");
+    if (src == SQLITE_DONE) {
+        if (insert) {
+            u->id = sqlite3_last_insert_rowid(s->db);
+            u->created = created;
+        } else if (sqlite3_changes(s->db) == 0) {
+            mh_set_error(s->ctx, "user %lld does not exist", (long long)u->id);
+            rc = MH_ENOTFOUND;
+        }
+    } else if ((src & 0xff) == SQLITE_CONSTRAINT && sq_is_unique_violation(s)) {
+        mh_set_error(s->ctx, "user name \"%s\" is taken", u->name);
+        rc = MH_EEXIST;
+    } else {
+        rc = sq_fail(s, src, "writing a user");
+    }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    if (rc == MH_OK)
+        s->writes++;
+    else
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_user_get(void *state, int64_t id, const char *name, mh_user_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (id <= 0 && name == NULL)
+        return 0;
+    return sq_users_each(s, s->st[id > 0 ? SQ_USER_BY_ID : SQ_USER_BY_NAME], id, name, 1, cb, arg);
+}
+
+static int sq_user_list(void *state, mh_user_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    int rc = sq_users_each(s, s->st[SQ_USER_LIST], 0, NULL, 0, cb, arg);
+    return rc < 0 ? rc : MH_OK;
+}
+
+/* Delete one row by the bound statement st; MH_ENOTFOUND if there was none. */
+static int sq_delete(struct sq *s, sqlite3_stmt *st, const char *what)
+{
+    int src = sqlite3_step(st);
+    int rc = MH_OK;
+    if (src != SQLITE_DONE)
+        rc = sq_fail(s, src, what);
+    else if (sqlite3_changes(s->db) == 0)
+        rc = MH_ENOTFOUND;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == MH_OK)
+        s->writes++;
+    else if (rc != MH_ENOTFOUND)
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_user_delete(void *state, int64_t id)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    /* ON DELETE CASCADE takes tokens, accounts (their folders and messages,
+     * whose triggers keep the counters), usage, quota and its history. */
+    sqlite3_stmt *st = s->st[SQ_USER_DEL];
+    sqlite3_bind_int64(st, 1, id);
+    rc = sq_delete(s, st, "deleting a user");
+    if (rc == MH_ENOTFOUND)
+        mh_set_error(s->ctx, "user %lld does not exist", (long long)id);
+    return rc;
+}
+
+/* ----------------------------------------------------------- tokens */
+
+static int sq_token_put(void *state, int64_t user_id, const unsigned char hash[32], const char *label,
+                        int64_t expires)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (hash == NULL) {
+        mh_set_error(s->ctx, "token_put: no hash");
+        return MH_EINVAL;
+    }
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    rc = sq_user_exists(s, user_id);
+    if (rc == 0) {
+        mh_set_error(s->ctx, "user %lld does not exist", (long long)user_id);
+        return MH_ENOTFOUND;
+    }
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = s->st[SQ_TOKEN_INS];
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, user_id);
+    sq_bind_text(st, 3, label);
+    sqlite3_bind_int64(st, 4, sq_now());
+    sqlite3_bind_int64(st, 5, expires > 0 ? expires : 0);
+    int src = sqlite3_step(st);
+    rc = MH_OK;
+    if (src == SQLITE_DONE) {
+        s->writes++;
+    } else if ((src & 0xff) == SQLITE_CONSTRAINT && sq_is_unique_violation(s)) {
+        mh_set_error(s->ctx, "token_put: that token is already stored");
+        rc = MH_EEXIST;
+    } else {
+        rc = sq_fail(s, src, "storing a token");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != MH_OK)
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_token_get(void *state, const unsigned char hash[32], int64_t now, int64_t *user_id_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (hash == NULL)
+        return 0;
+    sqlite3_stmt *st = s->st[SQ_TOKEN_GET];
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    int src = sqlite3_step(st), rc = 0;
+    if (src == SQLITE_ROW) {
+        if (user_id_out != NULL)
+            *user_id_out = sqlite3_column_int64(st, 0);
+        rc = 1;
+    } else if (src != SQLITE_DONE) {
+        rc = sq_fail(s, src, "looking up a token");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int sq_token_delete(void *state, const unsigned char hash[32])
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (hash == NULL)
+        return MH_ENOTFOUND;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[SQ_TOKEN_DEL];
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    return sq_delete(s, st, "deleting a token");
+}
+
+/* --------------------------------------------------------- accounts */
+
+static void sq_account_row(sqlite3_stmt *st, struct mh_account_rec *a)
+{
+    *a = (struct mh_account_rec){
+        .struct_size = sizeof *a,
+        .id = sqlite3_column_int64(st, 0),
+        .user_id = sqlite3_column_int64(st, 1),
+        .name = sq_col_text(st, 2),
+        .provider = sq_col_text(st, 3),
+        .settings = sq_col_text(st, 4),
+        .secret = sqlite3_column_blob(st, 5),
+        .paused = sqlite3_column_int(st, 6) != 0,
+        .status = sq_col_text(st, 7),
+        .origin = sq_col_text(st, 8),
+        .created = sqlite3_column_int64(st, 9),
+    };
+    a->secret_len = (size_t)sqlite3_column_bytes(st, 5);
+    if (a->secret_len == 0)
+        a->secret = NULL;
+}
+
+static int sq_accounts_each(struct sq *s, sqlite3_stmt *cached, int64_t p1, const char *name, int64_t p2,
+                            int one, mh_account_each_cb cb, void *arg)
+{
+    sqlite3_stmt *tmp, *st = sq_take(s, cached, &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    if (name != NULL)
+        sq_bind_text(st, 1, name);
+    else
+        sqlite3_bind_int64(st, 1, p1);
+    sqlite3_bind_int64(st, 2, p2);
+    int rc = 0, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_account_rec a;
+        sq_account_row(st, &a);
+        rc++;
+        if ((cb != NULL && cb(arg, &a) != 0) || one)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading accounts");
+    sq_give(st, tmp);
+    return rc;
+}
+
+static int sq_account_put(void *state, struct mh_account_rec *a)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (a == NULL || a->name == NULL || a->provider == NULL || a->id < 0 ||
+        (a->secret == NULL && a->secret_len > 0)) {
+        mh_set_error(s->ctx, "account_put: a name and a provider are required");
+        return MH_EINVAL;
+    }
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    int insert = a->id == 0;
+    if (insert) {
+        rc = sq_user_exists(s, a->user_id);
+        if (rc == 0) {
+            mh_set_error(s->ctx, "user %lld does not exist", (long long)a->user_id);
+            return MH_ENOTFOUND;
+        }
+        if (rc < 0)
+            return rc;
+        rc = MH_OK;
+    }
+    int64_t created = a->created;
+    if (insert && created == 0)
+        created = sq_now();
+    sqlite3_stmt *st = s->st[insert ? SQ_ACC_INS : SQ_ACC_UPD];
+    sqlite3_bind_int64(st, 1, a->id);
+    sqlite3_bind_int64(st, 2, a->user_id);
+    sq_bind_text(st, 3, a->name);
+    sq_bind_text(st, 4, a->provider);
+    sq_bind_text(st, 5, a->settings);
+    sq_bind_blob(st, 6, a->secret, a->secret_len);
+    sqlite3_bind_int(st, 7, a->paused != 0);
+    sq_bind_text(st, 8, a->status);
+    sq_bind_text(st, 9, a->origin);
+    sqlite3_bind_int64(st, 10, created);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_DONE) {
+        if (insert) {
+            a->id = sqlite3_last_insert_rowid(s->db);
+            a->created = created;
+        } else if (sqlite3_changes(s->db) == 0) {
+            mh_set_error(s->ctx, "account %lld of user %lld does not exist", (long long)a->id,
+                         (long long)a->user_id);
+            rc = MH_ENOTFOUND;
+        }
+    } else if ((src & 0xff) == SQLITE_CONSTRAINT && sq_is_unique_violation(s)) {
+        mh_set_error(s->ctx, "the user already has an account named \"%s\"", a->name);
+        rc = MH_EEXIST;
+    } else {
+        rc = sq_fail(s, src, "writing an account");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == MH_OK)
+        s->writes++;
+    else
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_account_get(void *state, int64_t user_id, int64_t id, const char *name, mh_account_each_cb cb,
+                          void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (user_id < 0 || (id <= 0 && name == NULL))
+        return 0;
+    if (id > 0)
+        return sq_accounts_each(s, s->st[SQ_ACC_BY_ID], id, NULL, user_id, 1, cb, arg);
+    return sq_accounts_each(s, s->st[user_id > 0 ? SQ_ACC_BY_NAME : SQ_ACC_BY_NAME_ANY], 0, name, user_id, 1,
+                            cb, arg);
+}
+
+static int sq_account_list(void *state, int64_t user_id, mh_account_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (user_id < 0)
+        return MH_OK;
+    int rc =
+        sq_accounts_each(s, s->st[user_id > 0 ? SQ_ACC_LIST : SQ_ACC_LIST_ALL], user_id, NULL, 0, 0, cb, arg);
+    return rc < 0 ? rc : MH_OK;
+}
+
+static int sq_account_delete(void *state, int64_t user_id, int64_t id)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    /* Folders and messages go by ON DELETE CASCADE; the triggers adjust usage. */
+    sqlite3_stmt *st = s->st[SQ_ACC_DEL];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, user_id);
+    rc = sq_delete(s, st, "deleting an account");
+    if (rc == MH_ENOTFOUND)
+        mh_set_error(s->ctx, "account %lld of user %lld does not exist", (long long)id, (long long)user_id);
+    return rc;
+}
+
+/* ---------------------------------------------------------- folders */
+
+static int sq_folder_list(void *state, int64_t user_id, int64_t account_id, mh_folder_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    sqlite3_stmt *tmp, *st = sq_take(s, s->st[account_id > 0 ? SQ_FOLDER_LIST_ACC : SQ_FOLDER_LIST], &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    int rc = MH_OK, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_folder_rec f = {
+            .struct_size = sizeof f,
+            .id = sqlite3_column_int64(st, 0),
+            .user_id = sqlite3_column_int64(st, 1),
+            .account_id = sqlite3_column_int64(st, 2),
+            .name = sq_col_text(st, 3),
+            .uidvalidity = (uint32_t)sq_col_u64(st, 4),
+            .uidnext = (uint32_t)sq_col_u64(st, 5),
+            .highestmodseq = sq_col_u64(st, 6),
+            .messages = sq_col_u64(st, 7),
+            .bytes = sq_col_u64(st, 8),
+        };
+        if (cb != NULL && cb(arg, &f) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading folders");
+    sq_give(st, tmp);
+    return rc;
+}
+
+/* --------------------------------------------------------- messages */
+
+/* The stored message id for (user, account, source_id): >0, 0 if none, or an error. */
+static int64_t sq_find_source(struct sq *s, int64_t user_id, int64_t account_id, const char *source_id)
+{
+    sqlite3_stmt *st = s->st[SQ_MSG_FIND];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, source_id);
+    int src = sqlite3_step(st);
+    int64_t id = src == SQLITE_ROW    ? sqlite3_column_int64(st, 0)
+                 : src == SQLITE_DONE ? 0
+                                      : sq_fail(s, src, "looking up a message");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return id;
+}
+
+/* Create folder `name` of the account (checked to be the user's) with a fresh UIDVALIDITY. */
+static int sq_folder_create(struct sq *s, int64_t user_id, int64_t account_id, const char *name)
+{
+    sqlite3_stmt *st = s->st[SQ_ACC_OF_USER];
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, user_id);
+    int rc = sq_exists(s, st, "looking up an account");
+    if (rc == 0) {
+        mh_set_error(s->ctx, "put_message: user %lld has no account %lld", (long long)user_id,
+                     (long long)account_id);
+        return MH_ENOTFOUND;
+    }
+    if (rc < 0)
+        return rc;
+
+    st = s->st[SQ_UIDVALIDITY];
+    sqlite3_bind_int64(st, 1, sq_now());
+    int src = sqlite3_step(st);
+    int64_t uv = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    rc = src == SQLITE_ROW ? MH_OK : sq_fail(s, src, "assigning a UIDVALIDITY");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == MH_OK && (uv <= 0 || uv > (int64_t)UINT32_MAX)) {
+        mh_set_error(s->ctx, "%s: UIDVALIDITY values are exhausted", s->path);
+        rc = MH_ERR;
+    }
     if (rc != MH_OK) {
         sq_after_error(s);
         return rc;
     }
 
-    if (!inserted) {
-        st = s->st[SQ_FIND];
-        sq_bind_text(st, 1, msg->user);
-        sq_bind_text(st, 2, msg->account);
-        sq_bind_text(st, 3, msg->source_id);
-        src = sqlite3_step(st);
+    st = s->st[SQ_FOLDER_INS];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, name);
+    sqlite3_bind_int64(st, 4, uv);
+    return sq_step_write(s, st, "creating a folder");
+}
+
+/* Assign the folder's next UID and modseq and count the message in the
+ * folder (creating the folder on first use). */
+static int sq_folder_next(struct sq *s, const struct mh_msg_rec *m, int64_t *folder_id, int64_t *uid,
+                          int64_t *modseq)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sqlite3_stmt *st = s->st[SQ_FOLDER_NEXT];
+        sqlite3_bind_int64(st, 1, m->account_id);
+        sq_bind_text(st, 2, m->folder);
+        sqlite3_bind_int64(st, 3, m->user_id);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)m->size);
+        int src = sqlite3_step(st), rc = MH_OK, found = 0;
         if (src == SQLITE_ROW) {
-            id = sqlite3_column_int64(st, 0);
-        } else if (src == SQLITE_DONE) {
-            mh_set_error(s->ctx, "%s: the conflicting message vanished", s->path);
-            rc = MH_ERR;
-        } else {
-            rc = sq_fail(s, src, "finding a duplicate");
+            found = 1;
+            *folder_id = sqlite3_column_int64(st, 0);
+            *uid = sqlite3_column_int64(st, 1);
+            *modseq = sqlite3_column_int64(st, 2);
+        } else if (src != SQLITE_DONE) {
+            rc = sq_fail(s, src, "assigning a UID");
         }
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -438,10 +1327,97 @@ static int sq_put_message(void *state, const struct mh_message *msg, struct mh_m
             sq_after_error(s);
             return rc;
         }
+        if (found) {
+            if (*uid <= 0 || *uid > (int64_t)UINT32_MAX) {
+                sq_abort(s); /* the folder counted a message it will not get */
+                mh_set_error(s->ctx, "%s: folder %lld has no UIDs left", s->path, (long long)*folder_id);
+                return MH_ERR;
+            }
+            return MH_OK;
+        }
+        if (attempt == 0 && (rc = sq_folder_create(s, m->user_id, m->account_id, m->folder)) != MH_OK)
+            return rc;
     }
+    mh_set_error(s->ctx, "%s: a folder vanished while it was created", s->path);
+    return MH_ERR;
+}
+
+static int sq_put_message(void *state, const struct mh_msg_rec *m, struct mh_message_ref *ref_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (m == NULL || ref_out == NULL || m->user_id <= 0 || m->account_id <= 0 || m->folder == NULL ||
+        m->blob == NULL || m->size > (uint64_t)INT64_MAX) {
+        mh_set_error(s->ctx, "put_message: user_id, account_id, folder and blob are required");
+        return MH_EINVAL;
+    }
+    /* Refused up front, so that the insert below fails only if the database does. */
+    if (m->blob_len > (size_t)sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1) - 1024) {
+        mh_set_error(s->ctx, "put_message: a blob of %zu bytes is larger than SQLite stores", m->blob_len);
+        return MH_EINVAL;
+    }
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+
+    /* Exactly once: an identity already stored (committed or in this batch) writes nothing. */
+    if (m->source_id != NULL) {
+        int64_t old = sq_find_source(s, m->user_id, m->account_id, m->source_id);
+        if (old < 0) {
+            sq_after_error(s);
+            return (int)old;
+        }
+        if (old > 0) {
+            ref_out->id = old;
+            ref_out->duplicate = 1;
+            return MH_OK;
+        }
+    }
+
+    int64_t folder_id = 0, uid = 0, modseq = 0;
+    rc = sq_folder_next(s, m, &folder_id, &uid, &modseq);
+    if (rc != MH_OK)
+        return rc;
+
+    sqlite3_stmt *st = s->st[SQ_MSG_INS];
+    sqlite3_bind_int64(st, 1, m->user_id);
+    sqlite3_bind_int64(st, 2, m->account_id);
+    sqlite3_bind_int64(st, 3, folder_id);
+    sqlite3_bind_int64(st, 4, uid);
+    sqlite3_bind_int64(st, 5, modseq);
+    sq_bind_text(st, 6, m->source_id);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)m->size);
+    sqlite3_bind_blob(st, 8, m->sha256, 32, SQLITE_STATIC);
+    sq_bind_text(st, 9, m->flags);
+    sqlite3_bind_int64(st, 10, m->internal_date);
+    sqlite3_bind_int64(st, 11, m->date);
+    sq_bind_text(st, 12, m->from);
+    sq_bind_text(st, 13, m->to);
+    sq_bind_text(st, 14, m->cc);
+    sq_bind_text(st, 15, m->subject);
+    sq_bind_text(st, 16, m->message_id);
+    sqlite3_bind_int64(st, 17, sq_now());
+    /* No copy here: SQLite reads the caller's bytes while it builds the row. */
+    sq_bind_blob(st, 18, m->blob, m->blob_len);
+    rc = sq_step_write(s, st, "storing a message");
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    if (rc == MH_OK) {
+        st = s->st[SQ_USAGE_ADD];
+        sqlite3_bind_int64(st, 1, m->user_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)m->size);
+        rc = sq_step_write(s, st, "counting usage");
+    }
+    if (rc != MH_OK) {
+        /* The folder already counts this message: nothing of the batch can stay. */
+        sq_abort(s);
+        return rc;
+    }
+
     ref_out->id = id;
-    ref_out->duplicate = !inserted;
-    if (inserted && ++s->pending >= s->batch) {
+    ref_out->duplicate = 0;
+    s->writes++;
+    if (++s->puts >= s->batch) {
         rc = sq_commit(s);
         if (rc != MH_OK) {
             /* This message went with the batch: report it failed, and the rest
@@ -453,19 +1429,95 @@ static int sq_put_message(void *state, const struct mh_message *msg, struct mh_m
     return MH_OK;
 }
 
-static int sq_usage(void *state, const char *user, uint64_t *bytes_out, uint64_t *count_out)
+static int sq_has_source_id(void *state, int64_t user_id, int64_t account_id, const char *source_id)
 {
     struct sq *s = state;
-    if (s->db == NULL || user == NULL)
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (source_id == NULL)
+        return 0;
+    int64_t id = sq_find_source(s, user_id, account_id, source_id);
+    return id < 0 ? (int)id : id > 0;
+}
+
+static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (q == NULL || q->user_id <= 0) {
+        mh_set_error(s->ctx, "msg_list: a user id is required");
         return MH_EINVAL;
+    }
+    enum sq_msg_filter f = q->id > 0           ? SQ_MF_ID
+                           : q->folder_id > 0  ? SQ_MF_FOLDER
+                           : q->account_id > 0 ? SQ_MF_ACCOUNT
+                                               : SQ_MF_USER;
+    int with_blob = q->with_blob != 0;
+    sqlite3_stmt *tmp, *st = sq_take(s, s->msg_st[f][with_blob], &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    sqlite3_bind_int64(st, 1, q->user_id);
+    sqlite3_bind_int64(st, 2, q->after_id > 0 ? q->after_id : 0);
+    sqlite3_bind_int64(st, 3, q->limit > 0 ? (sqlite3_int64)q->limit : -1);
+    sqlite3_bind_int64(st, 4, q->id);
+    sqlite3_bind_int64(st, 5, q->account_id > 0 ? q->account_id : 0);
+    sqlite3_bind_int64(st, 6, q->folder_id > 0 ? q->folder_id : 0);
+    int rc = MH_OK, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_msg_rec m = {
+            .struct_size = sizeof m,
+            .id = sqlite3_column_int64(st, 0),
+            .user_id = sqlite3_column_int64(st, 1),
+            .account_id = sqlite3_column_int64(st, 2),
+            .folder_id = sqlite3_column_int64(st, 3),
+            .folder = sq_col_text(st, 4),
+            .uid = (uint32_t)sq_col_u64(st, 5),
+            .modseq = sq_col_u64(st, 6),
+            .source_id = sq_col_text(st, 7),
+            .size = sq_col_u64(st, 8),
+            .flags = sq_col_text(st, 10),
+            .internal_date = sqlite3_column_int64(st, 11),
+            .date = sqlite3_column_int64(st, 12),
+            .from = sq_col_text(st, 13),
+            .to = sq_col_text(st, 14),
+            .cc = sq_col_text(st, 15),
+            .subject = sq_col_text(st, 16),
+            .message_id = sq_col_text(st, 17),
+            .stored = sqlite3_column_int64(st, 18),
+        };
+        const void *sha = sqlite3_column_blob(st, 9);
+        if (sha != NULL && sqlite3_column_bytes(st, 9) == 32)
+            memcpy(m.sha256, sha, 32);
+        if (with_blob) {
+            m.blob = sqlite3_column_blob(st, 19);
+            m.blob_len = (size_t)sqlite3_column_bytes(st, 19);
+            if (m.blob == NULL)
+                m.blob = ""; /* an empty blob is still a blob */
+        }
+        if (cb != NULL && cb(arg, &m) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading messages");
+    sq_give(st, tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------ usage, quota */
+
+static int sq_usage(void *state, int64_t user_id, uint64_t *bytes_out, uint64_t *count_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
     sqlite3_stmt *st = s->st[SQ_USAGE];
-    sq_bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 1, user_id);
     int src = sqlite3_step(st), rc = MH_OK;
     uint64_t bytes = 0, count = 0;
     if (src == SQLITE_ROW) {
-        sqlite3_int64 b = sqlite3_column_int64(st, 0), c = sqlite3_column_int64(st, 1);
-        bytes = b > 0 ? (uint64_t)b : 0;
-        count = c > 0 ? (uint64_t)c : 0;
+        bytes = sq_col_u64(st, 0);
+        count = sq_col_u64(st, 1);
     } else if (src != SQLITE_DONE) {
         rc = sq_fail(s, src, "reading usage");
     }
@@ -480,18 +1532,17 @@ static int sq_usage(void *state, const char *user, uint64_t *bytes_out, uint64_t
     return rc;
 }
 
-static int sq_quota_get(void *state, const char *user, uint64_t *alloc_out)
+static int sq_quota_get(void *state, int64_t user_id, uint64_t *alloc_out)
 {
     struct sq *s = state;
-    if (s->db == NULL || user == NULL)
-        return MH_EINVAL;
+    if (sq_not_open(s))
+        return MH_ERR;
     sqlite3_stmt *st = s->st[SQ_QUOTA_GET];
-    sq_bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 1, user_id);
     int src = sqlite3_step(st), rc = 0;
     if (src == SQLITE_ROW) {
-        sqlite3_int64 a = sqlite3_column_int64(st, 0);
         if (alloc_out != NULL)
-            *alloc_out = a > 0 ? (uint64_t)a : 0;
+            *alloc_out = sq_col_u64(st, 0);
         rc = 1;
     } else if (src != SQLITE_DONE) {
         rc = sq_fail(s, src, "reading quota");
@@ -501,68 +1552,67 @@ static int sq_quota_get(void *state, const char *user, uint64_t *alloc_out)
     return rc;
 }
 
-static int sq_step_once(struct sq *s, sqlite3_stmt *st, const char *what)
-{
-    int src = sqlite3_step(st);
-    int rc = src == SQLITE_DONE ? MH_OK : sq_fail(s, src, what);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-static int sq_quota_set(void *state, const char *user, uint64_t alloc, const char *reason)
+static int sq_quota_set(void *state, int64_t user_id, uint64_t alloc, const char *reason)
 {
     struct sq *s = state;
-    if (s->db == NULL || user == NULL || alloc > (uint64_t)INT64_MAX) {
-        if (s->db != NULL)
-            mh_set_error(s->ctx, "quota_set: invalid user or allocation");
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (alloc > (uint64_t)INT64_MAX) {
+        mh_set_error(s->ctx, "quota_set: allocation out of range");
         return MH_EINVAL;
     }
-    /* The allocation must be durable when this returns: commit the batch
-     * first (harmless: it only makes those messages durable sooner), then
-     * write the allocation and its history in their own transaction. */
-    int rc = sq_commit(s);
+    int rc = sq_begin(s);
     if (rc != MH_OK)
         return rc;
-    rc = sq_begin(s);
-    if (rc != MH_OK)
+    rc = sq_user_exists(s, user_id);
+    if (rc == 0) {
+        mh_set_error(s->ctx, "user %lld does not exist", (long long)user_id);
+        return MH_ENOTFOUND;
+    }
+    if (rc < 0)
         return rc;
-    sqlite3_stmt *st = s->st[SQ_QUOTA_SET];
-    sq_bind_text(st, 1, user);
+    sqlite3_stmt *st = s->st[SQ_QUOTA_LOG];
+    sqlite3_bind_int64(st, 1, user_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)alloc);
-    rc = sq_step_once(s, st, "writing quota");
-    if (rc == MH_OK) {
-        st = s->st[SQ_QUOTA_EVENT];
-        sq_bind_text(st, 1, user);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)alloc);
-        sq_bind_text(st, 3, reason != NULL ? reason : "");
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
-        rc = sq_step_once(s, st, "writing quota history");
-    }
+    sq_bind_text(st, 3, reason != NULL ? reason : "");
+    sqlite3_bind_int64(st, 4, sq_now());
+    rc = sq_step_write(s, st, "writing quota history");
+    if (rc != MH_OK)
+        return rc;
+    st = s->st[SQ_QUOTA_SET];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)alloc);
+    rc = sq_step_write(s, st, "writing quota");
     if (rc != MH_OK) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        s->in_tx = 0;
-        s->pending = 0;
+        sq_abort(s); /* not a history entry without its allocation */
         return rc;
     }
-    return sq_commit(s);
+    s->writes++;
+    return MH_OK;
 }
 
-static int sq_has_source_id(void *state, const char *user, const char *account, const char *source_id)
+static int sq_quota_history(void *state, int64_t user_id, mh_quota_each_cb cb, void *arg)
 {
     struct sq *s = state;
-    if (s->db == NULL || user == NULL || account == NULL || source_id == NULL)
-        return MH_EINVAL;
-    sqlite3_stmt *st = s->st[SQ_FIND];
-    sq_bind_text(st, 1, user);
-    sq_bind_text(st, 2, account);
-    sq_bind_text(st, 3, source_id);
-    int src = sqlite3_step(st);
-    int rc = src == SQLITE_ROW ? 1 : src == SQLITE_DONE ? 0 : sq_fail(s, src, "looking up a message");
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    if (sq_not_open(s))
+        return MH_ERR;
+    sqlite3_stmt *tmp, *st = sq_take(s, s->st[SQ_QUOTA_HIST], &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    sqlite3_bind_int64(st, 1, user_id);
+    int rc = MH_OK, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *reason = sq_col_text(st, 1);
+        if (cb != NULL && cb(arg, sq_col_u64(st, 0), reason ? reason : "", sqlite3_column_int64(st, 2)) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading quota history");
+    sq_give(st, tmp);
     return rc;
 }
+
+/* ------------------------------------------------------------- free */
 
 static void sq_free(void *state)
 {
@@ -584,8 +1634,22 @@ static const struct mh_store_ops sq_ops = {
     .quota_get = sq_quota_get,
     .quota_set = sq_quota_set,
     .has_source_id = sq_has_source_id,
+    .user_put = sq_user_put,
+    .user_get = sq_user_get,
+    .user_list = sq_user_list,
+    .user_delete = sq_user_delete,
+    .token_put = sq_token_put,
+    .token_get = sq_token_get,
+    .token_delete = sq_token_delete,
+    .account_put = sq_account_put,
+    .account_get = sq_account_get,
+    .account_list = sq_account_list,
+    .account_delete = sq_account_delete,
+    .folder_list = sq_folder_list,
+    .msg_list = sq_msg_list,
+    .quota_history = sq_quota_history,
 };
 
-MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.0.0",
+MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.1.0",
                  .description = "embedded SQLite store (one file, WAL)", .options = sq_options,
                  .init = sq_init, .free = sq_free, .ops = &sq_ops);

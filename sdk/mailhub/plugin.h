@@ -55,7 +55,7 @@ extern "C" {
 /* ------------------------------------------------------------------ ABI */
 
 #define MH_ABI_MAJOR 1
-#define MH_ABI_MINOR 0
+#define MH_ABI_MINOR 1
 /** The value a plugin stores in mh_plugin.abi_version. */
 #define MH_ABI_VERSION (((uint32_t)MH_ABI_MAJOR << 16) | (uint32_t)MH_ABI_MINOR)
 #define MH_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -164,6 +164,10 @@ struct mh_plugin_ctx {
     const struct mh_host *host; /* the host function table */
     const char *instance;       /* the instance's name in the YAML */
     const char *plugin;         /* the plugin's name */
+    /* since 1.1 (check struct_size): */
+    const char *user;           /* providers: the hub user whose mailbox this is; else NULL */
+    int64_t account_id;         /* providers: the store's id of the account (never reused; a removed and
+                                   re-linked account gets a new one), set before start; else 0 */
 };
 
 /**
