@@ -12,8 +12,9 @@ MODE=${1:-}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PKGS="ca-certificates gcc make autoconf automake libtool libltdl-dev pkg-config libev-dev
- libcurl4-openssl-dev libyaml-dev libssl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps"
+ libcurl4-openssl-dev libyaml-dev libssl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
+ libgmime-3.0-dev libargon2-dev"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps curl python3"
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -97,6 +98,18 @@ fuzz_smoke() {
     rm -rf "$corpus"
 }
 
+fuzz_mime_smoke() {
+    mkdir -p _build/fuzz
+    [ -f _build/fuzz/Makefile ] || (cd _build/fuzz && "$ROOT/configure" -q CC=clang --enable-fuzzers)
+    make -C _build/fuzz -s -j"$JOBS" tests/fuzz/fuzz_mime >/dev/null
+    corpus=$(mktemp -d)
+    cp "$ROOT"/tests/fuzz/corpus/mime/* "$corpus"/
+    _build/fuzz/tests/fuzz/fuzz_mime -max_total_time="${MH_FUZZ_SECONDS_MIME:-30}" -timeout=10 \
+        -artifact_prefix="$ROOT/_build/fuzz/" "$corpus" >_build/fuzz/fuzz_mime.log 2>&1 || { tail -40 _build/fuzz/fuzz_mime.log; return 1; }
+    tail -2 _build/fuzz/fuzz_mime.log
+    rm -rf "$corpus"
+}
+
 distcheck() {
     make -C _build/default -s distcheck >_build/default/distcheck.log 2>&1 || { tail -60 _build/default/distcheck.log; return 1; }
     grep -A2 'archives ready' _build/default/distcheck.log || true
@@ -119,6 +132,7 @@ test)
     build _build/asan --enable-werror --enable-sanitizers
     check_in _build/asan
     step "libFuzzer smoke run of the YAML loader" fuzz_smoke
+    step "libFuzzer smoke run of the MIME header decoder" fuzz_mime_smoke
     step "make distcheck" distcheck
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]

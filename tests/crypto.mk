@@ -1,0 +1,40 @@
+# tests/crypto.mk: cryptography, MIME header decoding and input validation
+# (core/mh_crypto.c, core/mh_mime.c, core/mh_valid.c).  The tests link the
+# module sources directly, so they build even while libmhcore is mid-change.
+MH_CRYPTO_TEST_SOURCES = core/mh_crypto.c core/mh_log.c core/mh_util.c
+
+check_PROGRAMS += tests/unit/test_crypto tests/unit/test_mime tests/unit/test_valid
+TESTS += tests/unit/test_crypto tests/unit/test_mime tests/unit/test_valid
+
+tests_unit_test_crypto_SOURCES = tests/unit/test_crypto.c $(MH_CRYPTO_TEST_SOURCES)
+tests_unit_test_crypto_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_crypto_LDADD = $(TEST_LIBS)
+
+tests_unit_test_mime_SOURCES = tests/unit/test_mime.c core/mh_mime.c
+tests_unit_test_mime_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_mime_LDADD = $(TEST_LIBS)
+
+tests_unit_test_valid_SOURCES = tests/unit/test_valid.c core/mh_valid.c
+tests_unit_test_valid_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_valid_LDADD = $(TEST_LIBS)
+
+# The MIME fuzz target's corpus replayed by `make check` (see tests/config.mk);
+# the script runs the replay program on tests/fuzz/corpus/mime.
+check_PROGRAMS += tests/fuzz/fuzz_mime_replay
+TESTS += tests/fuzz/replay_mime.sh
+tests_fuzz_fuzz_mime_replay_SOURCES = tests/fuzz/fuzz_mime.c tests/fuzz/fuzz_main.c core/mh_mime.c
+tests_fuzz_fuzz_mime_replay_CFLAGS = $(TEST_CFLAGS)
+tests_fuzz_fuzz_mime_replay_LDADD = $(TEST_LIBS)
+
+# configure --enable-fuzzers CC=clang; run e.g.
+#   ./tests/fuzz/fuzz_mime -max_total_time=30 corpus_copy/
+if FUZZERS
+noinst_PROGRAMS += tests/fuzz/fuzz_mime
+tests_fuzz_fuzz_mime_SOURCES = tests/fuzz/fuzz_mime.c core/mh_mime.c
+tests_fuzz_fuzz_mime_CFLAGS = $(AM_CFLAGS) $(GMIME_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	-fno-omit-frame-pointer
+tests_fuzz_fuzz_mime_LDFLAGS = -fsanitize=fuzzer,address,undefined
+tests_fuzz_fuzz_mime_LDADD = $(GMIME_LIBS) $(PTHREAD_LIBS)
+endif
+
+EXTRA_DIST += tests/fuzz/corpus/mime tests/fuzz/replay_mime.sh
