@@ -708,6 +708,10 @@ static const struct mh_option daemon_opts[] = {
     {"shutdown_timeout", MH_OPT_DURATION, "10s", 0, "how long plugins get to stop", NULL, 0, 0},
     {"pid_file", MH_OPT_STR, NULL, 0, "PID file", NULL, 0, 0},
     {"tls_ca_file", MH_OPT_STR, NULL, 0, "extra CA bundle", NULL, 0, 0},
+    {"registration", MH_OPT_ENUM, "closed", 0, "who may register: closed (an admin adds users) or open",
+     "closed|open", 0, 0},
+    {"max_upload", MH_OPT_SIZE, "10GB", 0, "largest mbox a user may upload through the API (0: no limit)", NULL, 0,
+     0},
     MH_OPT_TABLE_END,
 };
 
@@ -883,6 +887,8 @@ static void load_daemon(struct loader *ld, const struct mh_cfg_node *root)
     c->shutdown_timeout_ms = mh_opts_duration_ms(cfg, "shutdown_timeout");
     c->pid_file = path_opt(ld, cfg, sec, "daemon", "pid_file");
     c->ca_file = path_opt(ld, cfg, sec, "daemon", "tls_ca_file");
+    c->registration_open = mh_opts_int(cfg, "registration") == 1;
+    c->max_upload = mh_opts_size(cfg, "max_upload");
     mh_opts_free(&o);
 }
 
@@ -1211,6 +1217,7 @@ struct mh_daemon_config *mh_config_load_string(const char *file, const char *tex
     c->log_level = MH_LOG_INFO;
     c->workers = 2;
     c->shutdown_timeout_ms = 10000;
+    c->max_upload = (uint64_t)10 << 30;
     struct loader ld = {.c = c, .file = fname, .base = mh_dirname(c->file), .errs = errs};
     if (ld.base == NULL)
         abort();

@@ -106,6 +106,8 @@ struct mh_daemon_config {
     int64_t shutdown_timeout_ms; /* default 10 s */
     char *pid_file;              /* NULL: none */
     char *ca_file;               /* tls_ca_file: extra CA bundle for every transfer, or NULL */
+    int registration_open;       /* registration: open */
+    uint64_t max_upload;         /* bytes, 0: no limit (default 10 GB) */
 
     /* listeners: NAME: {address, port} */
     struct mh_listener_cfg *listeners;

@@ -1,7 +1,11 @@
 #include "config.h"
 
 #include "mh_daemon.h"
+#include "mh_api.h"
 #include "mh_bus.h"
+#include "mh_cfgjson.h"
+#include "mh_crypto.h"
+#include "mh_hub.h"
 #include "mh_config.h"
 #include "mh_host.h"
 #include "mh_loader.h"
@@ -233,6 +237,10 @@ struct mh_daemon {
     struct mh_instance *store;
     struct mh_instance **providers, **notifiers, **retiring;
     size_t n_providers, n_notifiers, n_retiring;
+    struct mh_instance **accounts; /* providers of accounts linked through the API */
+    size_t n_accounts;
+    struct mh_api **apis;
+    size_t n_apis;
     struct djob *jobs;
     unsigned jobs_active; /* in send or awaiting mh_job_done */
     struct mh_signal *sig_term, *sig_int, *sig_hup;
@@ -556,6 +564,12 @@ static void reap_retiring(struct mh_daemon *d, int force)
 
 static void finish(struct mh_daemon *d)
 {
+    for (size_t i = 0; i < d->n_apis; i++)
+        mh_api_free(&d->apis[i]);
+    free(d->apis);
+    d->apis = NULL;
+    d->n_apis = 0;
+    free_all(d, &d->accounts, &d->n_accounts);
     free_all(d, &d->providers, &d->n_providers);
     mh_bus_flush(d->bus);
     free_all(d, &d->notifiers, &d->n_notifiers);
@@ -583,8 +597,10 @@ static void tick_cb(struct mh_timer *t, void *arg)
         return;
     }
     if (d->phase == STOP_PROVIDERS) {
-        if (!all_stopped(d->providers, d->n_providers) || (d->storeq && mh_storeq_pending(d->storeq)))
+        if (!all_stopped(d->providers, d->n_providers) || !all_stopped(d->accounts, d->n_accounts) ||
+            (d->storeq && mh_storeq_pending(d->storeq)))
             return;
+        free_all(d, &d->accounts, &d->n_accounts);
         free_all(d, &d->providers, &d->n_providers);
         d->phase = DRAIN_NOTIFY;
     }
@@ -619,6 +635,12 @@ static void begin_shutdown(struct mh_daemon *d, const char *why)
     mh_bus_emit(d->bus, "daemon.stopping", "core", NULL, "{}", NULL);
     d->phase = STOP_PROVIDERS;
     d->deadline = mh_loop_now(d->loop) + (double)d->plan->cfg->shutdown_timeout_ms / 1000.0;
+    /* no new requests; those in flight are answered 503 */
+    for (size_t i = 0; i < d->n_apis; i++)
+        mh_api_free(&d->apis[i]);
+    d->n_apis = 0;
+    for (size_t i = 0; i < d->n_accounts; i++)
+        mh_instance_stop(d->accounts[i]);
     for (size_t i = 0; i < d->n_providers; i++)
         mh_instance_stop(d->providers[i]);
     if (d->tick == NULL)
@@ -833,6 +855,579 @@ static void signal_cb(int signum, void *arg)
         begin_shutdown(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* ------------------------------------------- accounts linked through the API */
+
+/* An account record as the daemon needs it to run its provider. */
+struct acct_snap {
+    int64_t id, user_id;
+    char *user, *name, *provider, *settings, *status, *secret_json;
+    int paused;
+};
+
+struct acct_load {
+    struct mh_daemon *d;
+    struct mh_hub *hub; /* store thread */
+    int64_t id;         /* one account, or 0: every account linked through the API */
+    struct acct_snap *v;
+    size_t n, cap;
+};
+
+static void snap_clear(struct acct_snap *a)
+{
+    free(a->user);
+    free(a->name);
+    free(a->provider);
+    free(a->settings);
+    free(a->status);
+    if (a->secret_json)
+        mh_wipe(a->secret_json, strlen(a->secret_json));
+    free(a->secret_json);
+    memset(a, 0, sizeof *a);
+}
+
+static void acct_load_clear(struct acct_load *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        snap_clear(&l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static int user_name_cb(void *arg, const struct mh_user_rec *u)
+{
+    *(char **)arg = mh_xstrdup(u->name);
+    return 1;
+}
+
+/* Store thread. */
+static int acct_load_cb(void *arg, const struct mh_account_rec *a)
+{
+    struct acct_load *l = arg;
+    if (a->origin == NULL || strcmp(a->origin, "api") != 0)
+        return 0; /* the providers of mailhub.yaml run from the configuration */
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        struct acct_snap *nv = realloc(l->v, l->cap * sizeof *nv);
+        if (nv == NULL)
+            abort();
+        l->v = nv;
+    }
+    struct acct_snap *s = &l->v[l->n++];
+    memset(s, 0, sizeof *s);
+    s->id = a->id;
+    s->user_id = a->user_id;
+    s->name = mh_xstrdup(a->name);
+    s->provider = mh_xstrdup(a->provider ? a->provider : "");
+    s->settings = mh_xstrdup(a->settings ? a->settings : "{}");
+    s->status = mh_xstrdup(a->status ? a->status : "ok");
+    s->paused = a->paused;
+    const struct mh_store_ops *ops = mh_hub_ops(l->hub);
+    ops->user_get(mh_hub_state(l->hub), a->user_id, NULL, user_name_cb, &s->user);
+    if (s->user == NULL)
+        s->user = mh_asprintf("user-%lld", (long long)a->user_id);
+    if (a->secret && a->secret_len) {
+        char *aad = mh_asprintf("account:%lld:%s", (long long)a->user_id, a->name);
+        unsigned char *pt = NULL;
+        size_t len = 0;
+        if (mh_hub_unseal(l->hub, aad, a->secret, a->secret_len, &pt, &len) == 0)
+            s->secret_json = (char *)pt; /* NUL-terminated by mh_hub_unseal */
+        else {
+            free(s->status);
+            s->status = mh_xstrdup("error: the stored credentials do not open with this master key");
+        }
+        free(aad);
+    }
+    return 0;
+}
+
+static void acct_load_fn(struct mh_hub *hub, void *arg)
+{
+    struct acct_load *l = arg;
+    l->hub = hub;
+    const struct mh_store_ops *ops = mh_hub_ops(hub);
+    if (l->id > 0)
+        ops->account_get(mh_hub_state(hub), 0, l->id, NULL, acct_load_cb, l);
+    else
+        ops->account_list(mh_hub_state(hub), 0, acct_load_cb, l);
+}
+
+struct status_set {
+    int64_t id;
+    char *status;
+};
+
+static void status_set_fn(struct mh_hub *hub, void *arg)
+{
+    struct status_set *ss = arg;
+    mh_hub_account_set_status(hub, ss->id, ss->status);
+}
+
+static void status_set_done(void *arg, int rc)
+{
+    (void)rc;
+    struct status_set *ss = arg;
+    free(ss->status);
+    free(ss);
+}
+
+static void account_mark(struct mh_daemon *d, int64_t id, const char *status)
+{
+    struct status_set *ss = mh_xcalloc(1, sizeof *ss);
+    ss->id = id;
+    ss->status = mh_xstrdup(status);
+    mh_storeq_call(d->storeq, d, status_set_fn, status_set_done, ss);
+}
+
+/* Strip the "account: " file prefix that mh_cfg_errors adds (there is no file here). */
+static char *errors_text(const struct mh_cfg_errors *errs)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < errs->n; i++)
+        cap += strlen(errs->msgs[i]) + 2;
+    char *out = mh_xcalloc(1, cap);
+    for (size_t i = 0; i < errs->n; i++) {
+        const char *m = errs->msgs[i];
+        if (strncmp(m, "account: ", 9) == 0)
+            m += 9;
+        if (i)
+            strcat(out, "; ");
+        strcat(out, m);
+    }
+    return out;
+}
+
+static const struct mh_option smtp_opts[] = {
+    {"host", MH_OPT_STR, NULL, MH_OPT_REQUIRED, "SMTP server", NULL, 0, 0},
+    {"port", MH_OPT_INT, "587", 0, "SMTP port", NULL, 1, 65535},
+    {"security", MH_OPT_ENUM, "starttls", 0, "starttls, tls (implicit) or none", "starttls|tls|none", 0, 0},
+    {"login", MH_OPT_STR, NULL, 0, "login (default: the incoming login)", NULL, 0, 0},
+    {"password", MH_OPT_STR, NULL, MH_OPT_SECRET, "password", NULL, 0, 0},
+    MH_OPT_TABLE_END,
+};
+
+static const struct mh_option *opt_find(const struct mh_option *t, const char *name)
+{
+    for (; t && t->name; t++)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* Validate `obj` against `table`; errors collected under `keypath`. */
+static int check_against(const struct mh_option *table, const json_t *obj, const char *keypath,
+                         struct mh_cfg_errors *errs)
+{
+    struct mh_cfg_node *node = mh_cfg_from_json(obj);
+    struct mh_opts *opts = NULL;
+    int rc = mh_opts_build_at(table, node, "account", keypath, 0, 0, NULL, &opts, errs);
+    mh_opts_free(&opts);
+    mh_cfg_node_free(&node);
+    return rc;
+}
+
+/* Move the secret options of obj (per table) into a new object. */
+static json_t *split_secrets(const struct mh_option *table, json_t *obj)
+{
+    json_t *sec = json_object();
+    const char *key;
+    json_t *val;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, key, val) {
+        const struct mh_option *o = opt_find(table, key);
+        if (o && (o->flags & MH_OPT_SECRET)) {
+            json_object_set(sec, key, val);
+            json_object_del(obj, key);
+        }
+    }
+    return sec;
+}
+
+int mh_daemon_account_check(struct mh_daemon *d, const char *provider, const struct json_t *settings,
+                            struct json_t **public_out, struct json_t **secret_out, char **err)
+{
+    *public_out = NULL;
+    *secret_out = NULL;
+    if (!json_is_object(settings)) {
+        *err = mh_xstrdup("settings: expected an object");
+        return -1;
+    }
+    char *lerr = NULL;
+    const struct mh_module *mod = provider ? mh_loader_open(d->loader, provider, &lerr) : NULL;
+    if (mod == NULL || mod->desc.kind != MH_KIND_PROVIDER) {
+        *err = mod ? mh_asprintf("provider: '%s' is not a provider plugin", provider)
+                   : mh_asprintf("provider: no provider plugin '%s' (%s)", provider ? provider : "",
+                                 lerr ? lerr : "not given");
+        free(lerr);
+        return -1;
+    }
+    json_t *pub = json_deep_copy(settings);
+    json_t *smtp = json_object_get(pub, "smtp");
+    if (smtp)
+        json_incref(smtp);
+    json_object_del(pub, "smtp");
+    struct mh_cfg_errors errs = {0};
+    int bad = check_against(mod->desc.options, pub, "settings", &errs) != 0;
+    if (smtp && !json_is_object(smtp)) {
+        mh_cfg_errors_add(&errs, "account", 0, 0, "settings.smtp", "expected an object");
+        bad = 1;
+    } else if (smtp && check_against(smtp_opts, smtp, "settings.smtp", &errs) != 0)
+        bad = 1;
+    if (bad) {
+        *err = errors_text(&errs);
+        mh_cfg_errors_clear(&errs);
+        json_decref(pub);
+        json_decref(smtp);
+        return -1;
+    }
+    json_t *sec = split_secrets(mod->desc.options, pub);
+    if (smtp) {
+        json_t *ssec = split_secrets(smtp_opts, smtp);
+        if (json_object_size(ssec))
+            json_object_set(sec, "smtp", ssec);
+        json_decref(ssec);
+        json_object_set(pub, "smtp", smtp);
+        json_decref(smtp);
+    }
+    if (json_object_size(sec) == 0) {
+        json_decref(sec);
+        sec = NULL;
+    }
+    *public_out = pub;
+    *secret_out = sec;
+    return 0;
+}
+
+static struct mh_instance *find_account(struct mh_daemon *d, int64_t id, size_t *index_out)
+{
+    for (size_t i = 0; i < d->n_accounts; i++)
+        if (d->accounts[i] && d->accounts[i]->account_id == id) {
+            if (index_out)
+                *index_out = i;
+            return d->accounts[i];
+        }
+    return NULL;
+}
+
+/* Build, init and start the provider of one account; 0, or -1 after marking the account's error. */
+static int account_start(struct mh_daemon *d, const struct acct_snap *s)
+{
+    if (s->paused || strcmp(s->status, "removed") == 0 || strncmp(s->status, "error: the stored", 17) == 0)
+        return 0;
+    char *err = NULL;
+    const struct mh_module *mod = mh_loader_open(d->loader, s->provider, &err);
+    if (mod == NULL || mod->desc.kind != MH_KIND_PROVIDER) {
+        char *st = mh_asprintf("error: provider plugin '%s' is not available%s%s", s->provider, err ? ": " : "",
+                               err ? err : "");
+        mh_logf(MH_LOG_ERROR, "core", "account %s/%s: %s", s->user, s->name, st + 7);
+        account_mark(d, s->id, st);
+        free(st);
+        free(err);
+        return -1;
+    }
+    json_error_t je;
+    json_t *set = json_loads(s->settings, 0, &je);
+    if (!json_is_object(set)) {
+        json_decref(set);
+        set = json_object();
+    }
+    if (s->secret_json) {
+        json_t *sec = json_loads(s->secret_json, 0, &je);
+        if (json_is_object(sec))
+            json_object_update(set, sec);
+        json_decref(sec);
+    }
+    json_object_del(set, "smtp"); /* for sending; not a provider option */
+    struct mh_cfg_node *node = mh_cfg_from_json(set);
+    json_decref(set);
+    struct mh_cfg_errors errs = {0};
+    struct mh_opts *opts = NULL;
+    int rc = mh_opts_build_at(mod->desc.options, node, "account", "settings", 0, 0, mh_host_table(), &opts, &errs);
+    mh_cfg_node_free(&node);
+    if (rc != 0) {
+        char *text = errors_text(&errs);
+        char *st = mh_asprintf("error: %s", text);
+        mh_logf(MH_LOG_ERROR, "core", "account %s/%s: %s", s->user, s->name, text);
+        account_mark(d, s->id, st);
+        free(st);
+        free(text);
+        mh_cfg_errors_clear(&errs);
+        return -1;
+    }
+    mh_opts_register_secrets(opts);
+    struct mh_instance *inst = mh_instance_new(d, mod, s->name, s->user, NULL, opts);
+    inst->user_id = s->user_id;
+    inst->account_id = s->id;
+    inst->pub.account_id = s->id;
+    inst->from_api = 1;
+    free(inst->who);
+    inst->who = mh_asprintf("provider/%s/%s", s->user, s->name);
+    if (mh_instance_init(inst) != MH_OK || mh_instance_start(inst) != MH_OK) {
+        char *st = mh_asprintf("error: %s", inst->error ? inst->error : "the provider failed to start");
+        account_mark(d, s->id, st);
+        free(st);
+        if (inst->started && !mh_instance_stop(inst)) {
+            retire(d, inst);
+            return -1;
+        }
+        release_instance(d, &inst);
+        return -1;
+    }
+    struct mh_instance **nv = realloc(d->accounts, (d->n_accounts + 1) * sizeof *nv);
+    if (nv == NULL)
+        abort();
+    d->accounts = nv;
+    d->accounts[d->n_accounts++] = inst;
+    return 0;
+}
+
+static void account_changed_done(void *arg, int rc)
+{
+    struct acct_load *l = arg;
+    struct mh_daemon *d = l->d;
+    if (rc == MH_OK && d->phase == RUNNING) {
+        size_t idx = 0;
+        struct mh_instance *cur = find_account(d, l->id, &idx);
+        if (cur) {
+            d->accounts[idx] = d->accounts[--d->n_accounts];
+            mh_logf(MH_LOG_INFO, cur->who, "account changed: stopping this provider");
+            retire(d, cur);
+        }
+        if (l->n == 1)
+            account_start(d, &l->v[0]);
+    }
+    acct_load_clear(l);
+    free(l);
+}
+
+void mh_daemon_account_changed(struct mh_daemon *d, int64_t account_id)
+{
+    if (d->storeq == NULL || d->phase != RUNNING)
+        return;
+    struct acct_load *l = mh_xcalloc(1, sizeof *l);
+    l->d = d;
+    l->id = account_id;
+    mh_storeq_call(d->storeq, d, acct_load_fn, account_changed_done, l);
+}
+
+char *mh_daemon_account_progress(struct mh_daemon *d, int64_t account_id)
+{
+    struct mh_instance *inst = find_account(d, account_id, NULL);
+    if (inst == NULL) {
+        /* a provider of mailhub.yaml? */
+        for (size_t i = 0; i < d->n_providers && inst == NULL; i++)
+            if (d->providers[i] && d->providers[i]->account_id == account_id)
+                inst = d->providers[i];
+    }
+    if (inst == NULL || inst->state == NULL)
+        return NULL;
+    const struct mh_provider_ops *ops = inst->mod->desc.ops;
+    if (ops == NULL || ops->status_json == NULL)
+        return NULL;
+    char *json = NULL;
+    if (ops->status_json(inst->state, &json) != MH_OK)
+        return NULL;
+    return json;
+}
+
+int mh_daemon_account_sync_now(struct mh_daemon *d, int64_t account_id)
+{
+    struct mh_instance *inst = find_account(d, account_id, NULL);
+    for (size_t i = 0; i < d->n_providers && inst == NULL; i++)
+        if (d->providers[i] && d->providers[i]->account_id == account_id)
+            inst = d->providers[i];
+    if (inst == NULL)
+        return MH_ENOTFOUND;
+    const struct mh_provider_ops *ops = inst->mod->desc.ops;
+    if (ops == NULL || ops->sync_now == NULL)
+        return MH_ENOTSUP;
+    return ops->sync_now(inst->state);
+}
+
+/* ------------------------------------------------------------ bootstrap */
+
+struct boot_prov {
+    const char *user, *name, *provider;
+    int64_t user_id, account_id;
+};
+
+struct boot {
+    const char *token_path;
+    int created_admin, token_written;
+    char *error;
+    struct boot_prov *prov;
+    size_t n_prov;
+    struct acct_load accts;
+};
+
+static int admin_find_cb(void *arg, const struct mh_user_rec *u)
+{
+    if (u->admin) {
+        *(int *)arg = 1;
+        return 1;
+    }
+    return 0;
+}
+
+struct user_full {
+    int found;
+    struct mh_user_rec rec;
+    char *name, *hash, *phone, *email;
+    void *key;
+};
+
+static int user_full_cb(void *arg, const struct mh_user_rec *u)
+{
+    struct user_full *f = arg;
+    f->found = 1;
+    f->rec = *u;
+    f->rec.struct_size = sizeof f->rec;
+    f->rec.name = f->name = mh_xstrdup(u->name);
+    f->rec.password_hash = f->hash = u->password_hash ? mh_xstrdup(u->password_hash) : NULL;
+    f->rec.phone = f->phone = u->phone ? mh_xstrdup(u->phone) : NULL;
+    f->rec.email = f->email = u->email ? mh_xstrdup(u->email) : NULL;
+    f->key = malloc(u->data_key_len ? u->data_key_len : 1);
+    if (f->key && u->data_key_len)
+        memcpy(f->key, u->data_key, u->data_key_len);
+    f->rec.data_key = f->key;
+    return 1;
+}
+
+static void boot_fn(struct mh_hub *hub, void *arg)
+{
+    struct boot *b = arg;
+    const struct mh_store_ops *ops = mh_hub_ops(hub);
+    void *st = mh_hub_state(hub);
+    int have_admin = 0;
+    ops->user_list(st, admin_find_cb, &have_admin);
+    if (!have_admin) {
+        int64_t id = 0;
+        int rc = mh_hub_user_create(hub, MH_DEFAULT_USER, NULL, 1, NULL, NULL, &id);
+        if (rc == MH_EEXIST) {
+            /* a user of that name exists (without the role): make it the administrator */
+            struct user_full f = {0};
+            ops->user_get(st, 0, MH_DEFAULT_USER, user_full_cb, &f);
+            if (f.found) {
+                f.rec.admin = 1;
+                rc = ops->user_put(st, &f.rec);
+                id = f.rec.id;
+            }
+            free(f.name);
+            free(f.hash);
+            free(f.phone);
+            free(f.email);
+            free(f.key);
+        }
+        if (rc != MH_OK) {
+            b->error = mh_asprintf("cannot create the administrator user (code %d)", rc);
+            return;
+        }
+        char tok[MH_TOKEN_LEN + 1];
+        unsigned char h[32];
+        if (mh_token_new(tok) != 0) {
+            b->error = mh_xstrdup("cannot generate a token");
+            return;
+        }
+        mh_sha256(tok, strlen(tok), h);
+        rc = ops->token_put(st, id, h, "bootstrap", 0);
+        if (rc == MH_OK && ops->flush)
+            rc = ops->flush(st);
+        if (rc != MH_OK) {
+            b->error = mh_asprintf("cannot store the administrator's token (code %d)", rc);
+            return;
+        }
+        b->created_admin = 1;
+        int fd = open(b->token_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            size_t len = strlen(tok);
+            tok[len] = '\n';
+            b->token_written = fchmod(fd, 0600) == 0 && write(fd, tok, len + 1) == (ssize_t)(len + 1) &&
+                               fsync(fd) == 0;
+            close(fd);
+        }
+        mh_wipe(tok, sizeof tok);
+    }
+    for (size_t i = 0; i < b->n_prov; i++) {
+        struct boot_prov *p = &b->prov[i];
+        int rc = mh_hub_ensure_account(hub, p->user, p->name, p->provider, &p->user_id, &p->account_id);
+        if (rc != MH_OK)
+            mh_logf(MH_LOG_WARN, "core", "provider %s: cannot record its account (code %d)", p->name, rc);
+    }
+    b->accts.hub = hub;
+    acct_load_fn(hub, &b->accts);
+}
+
+/* Create the administrator on first start, record the providers of mailhub.yaml, start the linked accounts. */
+static int bootstrap(struct mh_daemon *d)
+{
+    struct mh_daemon_config *cfg = d->plan->cfg;
+    struct boot b = {0};
+    b.token_path = mh_asprintf("%s/admin.token", cfg->data_dir);
+    b.prov = mh_xcalloc(d->n_providers + 1, sizeof *b.prov);
+    for (size_t i = 0; i < d->n_providers; i++) {
+        struct mh_instance *inst = d->providers[i];
+        b.prov[b.n_prov++] = (struct boot_prov){.user = inst->user, .name = inst->name, .provider = inst->mod->name};
+    }
+    b.accts.d = d;
+    mh_storeq_call_sync(d->storeq, boot_fn, &b);
+    int ok = b.error == NULL;
+    if (!ok)
+        mh_core_error("%s", b.error);
+    if (b.created_admin) {
+        if (b.token_written)
+            mh_core_info("created the administrator '%s'; its API token is in %s (mode 0600)", MH_DEFAULT_USER,
+                         b.token_path);
+        else
+            mh_core_error("created the administrator '%s', but could not write its token to %s: %s",
+                          MH_DEFAULT_USER, b.token_path, strerror(errno));
+    }
+    for (size_t i = 0; i < b.n_prov; i++) {
+        d->providers[i]->user_id = b.prov[i].user_id;
+        d->providers[i]->account_id = b.prov[i].account_id;
+        d->providers[i]->pub.account_id = b.prov[i].account_id;
+    }
+    if (ok) {
+        size_t started = 0;
+        for (size_t i = 0; i < b.accts.n; i++)
+            if (account_start(d, &b.accts.v[i]) == 0)
+                started++;
+        if (b.accts.n)
+            mh_core_info("%zu linked account(s), %zu provider(s) started", b.accts.n, d->n_accounts);
+        (void)started;
+    }
+    acct_load_clear(&b.accts);
+    free(b.prov);
+    free(b.error);
+    free((char *)b.token_path);
+    return ok ? 0 : -1;
+}
+
+static int start_listeners(struct mh_daemon *d)
+{
+    struct mh_daemon_config *cfg = d->plan->cfg;
+    d->apis = mh_xcalloc(cfg->n_listeners + 1, sizeof *d->apis);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct mh_api_opts ao = {.name = cfg->listeners[i].name,
+                                 .address = cfg->listeners[i].address,
+                                 .port = cfg->listeners[i].port,
+                                 .data_dir = cfg->data_dir,
+                                 .registration_open = cfg->registration_open,
+                                 .max_upload = cfg->max_upload};
+        char *err = NULL;
+        struct mh_api *a = mh_api_new(d, d->loop, d->storeq, d->pool, &ao, &err);
+        if (a == NULL) {
+            mh_core_error("listener %s: %s", cfg->listeners[i].name, err ? err : "cannot start");
+            free(err);
+            return -1;
+        }
+        d->apis[d->n_apis++] = a;
+        mh_core_info("listener %s: control API on http://%s%s%s:%d/api/v1", cfg->listeners[i].name,
+                     strchr(cfg->listeners[i].address, ':') ? "[" : "", cfg->listeners[i].address,
+                     strchr(cfg->listeners[i].address, ':') ? "]" : "", mh_api_port(a));
+    }
+    return 0;
+}
+
 int mh_daemon_run(struct mh_daemon *d)
 {
     struct plan *p = d->plan;
@@ -845,7 +1440,18 @@ int mh_daemon_run(struct mh_daemon *d)
         goto fail;
     char *err = NULL;
     struct mh_quota_policy pol;
-    d->storeq = mh_storeq_new(d->loop, d->bus, d->store->mod->desc.ops, d->store->state, policy_of(cfg, &pol), &err);
+    unsigned char master[MH_KEY_LEN];
+    char *key_path = mh_asprintf("%s/master.key", cfg->data_dir);
+    if (mh_master_key_load(key_path, master, &err) != 0) {
+        mh_core_error("master key: %s", err ? err : "cannot load");
+        free(err);
+        free(key_path);
+        goto fail;
+    }
+    free(key_path);
+    d->storeq = mh_storeq_new(d->loop, d->bus, d->store->mod->desc.ops, d->store->state, master, policy_of(cfg, &pol),
+                              &err);
+    mh_wipe(master, sizeof master);
     if (d->storeq == NULL) {
         mh_logf(MH_LOG_ERROR, d->store->who, "%s%s%s", err, d->store->error ? ": " : "",
                 d->store->error ? d->store->error : "");
@@ -868,9 +1474,13 @@ int mh_daemon_run(struct mh_daemon *d)
     for (size_t i = 0; i < d->n_notifiers; i++)
         if (mh_instance_start(d->notifiers[i]) != MH_OK)
             goto fail;
+    if (bootstrap(d) != 0)
+        goto fail;
     for (size_t i = 0; i < d->n_providers; i++)
         if (mh_instance_start(d->providers[i]) != MH_OK)
             goto fail;
+    if (start_listeners(d) != 0)
+        goto fail;
     if (write_pid_file(d) != 0)
         goto fail;
 
@@ -878,8 +1488,9 @@ int mh_daemon_run(struct mh_daemon *d)
     d->sig_int = mh_signal_new(d->loop, SIGINT, signal_cb, d);
     d->sig_hup = mh_signal_new(d->loop, SIGHUP, signal_cb, d);
 
-    mh_core_info("mailhubd %s started: config %s, data %s, store %s, %zu provider(s), %zu notifier(s)", VERSION,
-                 d->config_path, cfg->data_dir, d->store->mod->name, d->n_providers, d->n_notifiers);
+    mh_core_info("mailhubd %s started: config %s, data %s, store %s, %zu provider(s), %zu linked account(s), "
+                 "%zu notifier(s)", VERSION, d->config_path, cfg->data_dir, d->store->mod->name, d->n_providers,
+                 d->n_accounts, d->n_notifiers);
     char data[128];
     snprintf(data, sizeof data, "{\"version\":\"%s\",\"pid\":%ld}", VERSION, (long)getpid());
     mh_bus_emit(d->bus, "daemon.started", "core", NULL, data, NULL);
@@ -894,6 +1505,8 @@ int mh_daemon_run(struct mh_daemon *d)
 fail:
     mh_core_error("start-up failed; stopping everything that was started");
     d->phase = STOP_PROVIDERS;
+    for (size_t i = 0; i < d->n_accounts; i++)
+        mh_instance_stop(d->accounts[i]);
     for (size_t i = 0; i < d->n_providers; i++)
         mh_instance_stop(d->providers[i]);
     finish(d);
@@ -905,7 +1518,7 @@ void mh_daemon_free(struct mh_daemon **dp)
     struct mh_daemon *d = dp ? *dp : NULL;
     if (d == NULL)
         return;
-    if (d->phase != DONE && (d->providers || d->notifiers || d->store || d->storeq))
+    if (d->phase != DONE && (d->providers || d->accounts || d->notifiers || d->store || d->storeq))
         finish(d);
     mh_signal_free(&d->sig_term);
     mh_signal_free(&d->sig_int);

@@ -3,6 +3,7 @@
 #define MH_DAEMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct mh_daemon;
 struct mh_loop;
@@ -48,5 +49,28 @@ const char *mh_daemon_data_dir(struct mh_daemon *d);
 void mh_daemon_instance_stopped(struct mh_daemon *d, struct mh_instance *inst);
 /** A notifier job finished (rc as for send). */
 void mh_daemon_job_done(struct mh_daemon *d, void *job, int rc, const char *detail);
+
+
+/* ---- hooks for the control API (loop thread) ---- */
+struct json_t;
+/**
+ * Validate an account's provider settings (a JSON object) against the
+ * provider plugin's option table and split them: *public_out gets the
+ * non-secret options, *secret_out the MH_OPT_SECRET ones (NULL if none).
+ * An optional "smtp" object ({host, port, security, login, password}) is
+ * validated by the core and split the same way.  0, or -1 with a malloc'ed
+ * *err naming the key ("settings.port: expected an integer in 1..65535").
+ */
+int mh_daemon_account_check(struct mh_daemon *d, const char *provider, const struct json_t *settings,
+                            struct json_t **public_out, struct json_t **secret_out, char **err);
+/**
+ * An account was created, changed, paused, resumed or deleted (its record is
+ * committed): start, restart or stop its provider instance to match.
+ */
+void mh_daemon_account_changed(struct mh_daemon *d, int64_t account_id);
+/** The provider's progress (status_json) for a running account, malloc'ed JSON text, or NULL. */
+char *mh_daemon_account_progress(struct mh_daemon *d, int64_t account_id);
+/** Ask a running account's provider to sync now: MH_OK, MH_ENOTFOUND (not running), or its error. */
+int mh_daemon_account_sync_now(struct mh_daemon *d, int64_t account_id);
 
 #endif

@@ -96,11 +96,18 @@ static int h_store_put_message(struct mh_plugin_ctx *ctx, const struct mh_messag
     if (inst->stopped)
         return MH_ECANCELED;
     struct mh_message m = *msg;
+    if (inst->from_api) {
+        /* an account linked by a user files mail into that account only, whatever the plugin says */
+        m.user = inst->user;
+        m.account = inst->name;
+        return mh_storeq_put(q, inst, inst->mod->name, inst->user_id, inst->account_id, &m, cb, arg);
+    }
     if (m.user == NULL)
-        m.user = inst->user ? inst->user : "default";
+        m.user = inst->user ? inst->user : MH_DEFAULT_USER;
     if (m.account == NULL)
         m.account = inst->name;
-    return mh_storeq_put(q, inst, inst->who, &m, cb, arg);
+    int same = strcmp(m.user, inst->user ? inst->user : MH_DEFAULT_USER) == 0 && strcmp(m.account, inst->name) == 0;
+    return mh_storeq_put(q, inst, inst->mod->name, same ? inst->user_id : 0, same ? inst->account_id : 0, &m, cb, arg);
 }
 
 static void h_stopped(struct mh_plugin_ctx *ctx)
@@ -162,9 +169,10 @@ struct mh_instance *mh_instance_new(struct mh_daemon *d, const struct mh_module 
     inst->kind = mod->desc.kind;
     inst->name = mh_xstrdup(name);
     inst->who = mh_asprintf("%s/%s", kind_word(inst->kind), name);
-    inst->user = mh_xstrdup(user);
+    inst->user = user ? mh_xstrdup(user) : inst->kind == MH_KIND_PROVIDER ? mh_xstrdup(MH_DEFAULT_USER) : NULL;
     inst->pub.instance = inst->name;
     inst->pub.plugin = mod->name;
+    inst->pub.user = inst->kind == MH_KIND_PROVIDER ? inst->user : NULL;
     if (events) {
         size_t n = 0;
         while (events[n])

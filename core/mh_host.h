@@ -21,6 +21,8 @@ struct mh_instance {
     char *name;    /* instance name */
     char *who;     /* "provider/NAME", used in every log line */
     char *user;    /* providers: the owning hub user */
+    int64_t user_id, account_id; /* providers: the store's ids, once known (0: resolve by name) */
+    int from_api;  /* providers: an account linked through the API (not mailhub.yaml) */
     char **events; /* notifiers: patterns, NULL-terminated, or NULL for all */
     struct mh_opts *opts;
     void *state;
@@ -30,6 +32,9 @@ struct mh_instance {
     struct mh_bus_sub *sub;
     unsigned jobs_in_flight;
 };
+
+/* The user that owns a provider of mailhub.yaml without `user:` (the bootstrap administrator). */
+#define MH_DEFAULT_USER "admin"
 
 const struct mh_host *mh_host_table(void);
 

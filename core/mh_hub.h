@@ -1,0 +1,105 @@
+/*
+ * The hub's data layer, between the store lane and the store plugin: the
+ * master key and each user's data key, message ingest (parse the headers,
+ * hash, seal the body, enforce the quota policy, put), decrypted reads, and
+ * the records the control API needs.  Everything here runs on the store
+ * thread (mh_storeq_call() gets there from the loop), so it may block but
+ * must not touch the loop.
+ */
+#ifndef MH_HUB_H
+#define MH_HUB_H
+
+#include <mailhub/store.h>
+#include "mh_storeq.h"
+#include "mh_mime.h"
+
+struct mh_hub;
+
+/** A new hub over an opened store.  The master key is copied. */
+struct mh_hub *mh_hub_new(const struct mh_store_ops *ops, void *state, const unsigned char master_key[32],
+                          const struct mh_quota_policy *policy);
+void mh_hub_free(struct mh_hub **h);
+void mh_hub_set_policy(struct mh_hub *h, const struct mh_quota_policy *policy);
+const struct mh_store_ops *mh_hub_ops(struct mh_hub *h);
+void *mh_hub_state(struct mh_hub *h);
+
+/**
+ * Seal/unseal a small secret (credentials) under the master key, bound to
+ * `aad` (e.g. "account:<user_id>:<name>").  *out is malloc'ed.  0 or -1.
+ */
+int mh_hub_seal(struct mh_hub *h, const char *aad, const void *pt, size_t len, unsigned char **out,
+                size_t *out_len);
+int mh_hub_unseal(struct mh_hub *h, const char *aad, const void *sealed, size_t len, unsigned char **out,
+                  size_t *out_len);
+
+/**
+ * Create a user with a fresh data key (wrapped by the master key) and the
+ * policy's initial allocation.  password_hash (PHC, already computed off the
+ * store thread) may be NULL.  MH_OK and *id_out, MH_EEXIST, or an error.
+ */
+int mh_hub_user_create(struct mh_hub *h, const char *name, const char *password_hash, int admin,
+                       const char *phone, const char *email, int64_t *id_out);
+
+/** A user's allocation, usage and message count; MH_ENOTFOUND for an unknown user. */
+int mh_hub_quota(struct mh_hub *h, int64_t user_id, uint64_t *alloc, uint64_t *usage, uint64_t *count);
+
+/**
+ * Each message matching q (q->user_id is mandatory), with its decrypted raw
+ * bytes when with_raw (raw is NULL otherwise).  When the body cannot be
+ * opened, or (with verify) its SHA-256 differs from the stored one, cb gets
+ * raw NULL and a short `problem` ("cannot decrypt", "hash mismatch");
+ * otherwise problem is NULL.  cb returns nonzero to stop.  Returns MH_OK or
+ * the store's error.
+ */
+typedef int (*mh_hub_msg_cb)(void *arg, const struct mh_msg_rec *m, const void *raw, size_t raw_len,
+                             const char *problem);
+int mh_hub_msg_each(struct mh_hub *h, const struct mh_msg_query *q, int with_raw, int verify, mh_hub_msg_cb cb,
+                    void *arg);
+
+/**
+ * Ingest one message (the store lane's put path): resolve the user and
+ * account (by id, or by name), admit it under the quota policy, parse,
+ * hash and seal it, and put it.  The caller flushes.  Quota events are
+ * appended to `ev` for the loop to emit.
+ */
+struct mh_hub_quota_event {
+    int max_reached;
+    int64_t user_id;
+    char user[72];     /* the user's name */
+    char account[136]; /* max_reached: the account whose mail stays on the source */
+    uint64_t previous, allocation, usage;
+};
+struct mh_hub_ingest {
+    int64_t user_id, account_id;  /* 0: resolve user/account names below */
+    const char *user, *account;
+    const char *provider;         /* recorded on an account created by name */
+    const char *folder, *source_id, *flags;
+    const void *raw;
+    size_t raw_len;
+    int64_t internal_date;
+    /* filled by mh_hub_prepare() (any thread), else by mh_hub_ingest() itself */
+    int prepared;
+    unsigned char sha256[32];
+    struct mh_mime_headers hdr;
+    /* out */
+    struct mh_message_ref ref;
+    struct mh_hub_quota_event ev[8];
+    int n_ev;
+};
+int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in);
+/**
+ * The part of ingest that needs no store and no key: parse the headers and
+ * hash the bytes.  Thread-safe; the store lane runs it on its own thread,
+ * ahead of the store thread.  Free in->hdr with mh_mime_headers_clear().
+ */
+void mh_hub_prepare(struct mh_hub_ingest *in);
+/** Forget cached accounting (after a failed flush): it is reloaded from the store. */
+void mh_hub_forget_accounting(struct mh_hub *h);
+
+/** Find or create a user by name (no password) and an account of it (origin "config"). */
+int mh_hub_ensure_account(struct mh_hub *h, const char *user, const char *account, const char *provider,
+                          int64_t *user_id_out, int64_t *account_id_out);
+/** Set an account's status text ("ok", "quota", "error: ..."), keeping everything else. */
+int mh_hub_account_set_status(struct mh_hub *h, int64_t account_id, const char *status);
+
+#endif
