@@ -157,6 +157,31 @@ static void dump(const struct msg *m, size_t n)
     }
 }
 
+static void run(const struct msg *m, size_t n, int repeat)
+{
+    size_t bytes = 0;
+    for (size_t k = 0; k < n; k++)
+        bytes += m[k].len;
+    double best_wall = 0, best_cpu = 0;
+    for (int r = -1; r < repeat; r++) { /* r == -1: warm-up */
+        double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+        for (size_t k = 0; k < n; k++) {
+            struct mh_mime_headers h;
+            if (mh_mime_parse(m[k].p, m[k].len, &h) != 0)
+                die("mh_mime_parse");
+            mh_mime_headers_clear(&h);
+        }
+        double wall = now(CLOCK_MONOTONIC) - w0, cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        if (r >= 0 && (best_wall == 0 || wall < best_wall)) {
+            best_wall = wall;
+            best_cpu = cpu;
+        }
+    }
+    printf("%zu messages, %.1f MB, best of %d: %.3f s wall (%.3f s CPU), %.1f MB/s, %.2f us/message\n", n,
+           (double)bytes / 1e6, repeat, best_wall, best_cpu, (double)bytes / 1e6 / best_wall,
+           best_wall * 1e6 / (double)n);
+}
+
 static void usage(void)
 {
     fputs("usage: mime_bench [--repeat N] [--dump] FILE.mbox\n"
@@ -183,45 +208,35 @@ int main(int argc, char **argv)
 
     struct msg *m;
     size_t n;
+    char *buf = NULL;
     if (files) {
         n = (size_t)(argc - i);
         m = calloc(n, sizeof *m);
         if (m == NULL)
             die("calloc");
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < n; k++)
             m[k].p = read_file(argv[i + (int)k], &m[k].len);
-        }
     } else {
         size_t len;
-        char *buf = read_file(argv[i], &len);
+        buf = read_file(argv[i], &len);
         n = split_mbox(buf, len, &m);
+    }
+    if (n == 0) {
+        fputs("mime_bench: no messages\n", stderr);
+        return 1;
     }
     mh_mime_init();
     if (do_dump) {
         dump(m, n);
-        return 0;
+    } else {
+        run(m, n, repeat);
     }
-
-    size_t bytes = 0;
-    for (size_t k = 0; k < n; k++)
-        bytes += m[k].len;
-    double best_wall = 0, best_cpu = 0;
-    for (int r = -1; r < repeat; r++) { /* r == -1: warm-up */
-        double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-        for (size_t k = 0; k < n; k++) {
-            struct mh_mime_headers h;
-            if (mh_mime_parse(m[k].p, m[k].len, &h) != 0)
-                die("mh_mime_parse");
-            mh_mime_headers_clear(&h);
-        }
-        double wall = now(CLOCK_MONOTONIC) - w0, cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-        if (r >= 0 && (best_wall == 0 || wall < best_wall)) {
-            best_wall = wall;
-            best_cpu = cpu;
-        }
+    if (files) {
+        for (size_t k = 0; k < n; k++)
+            free((char *)m[k].p);
     }
-    printf("%zu messages, %.1f MB, best of %d: %.3f s wall (%.3f s CPU), %.1f MB/s, %.2f us/message\n", n,
-           (double)bytes / 1e6, repeat, best_wall, best_cpu, (double)bytes / 1e6 / best_wall,
-           best_wall * 1e6 / (double)n);
+    free(buf);
+    free(m);
     return 0;
 }
+

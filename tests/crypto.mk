@@ -18,6 +18,14 @@ tests_unit_test_valid_SOURCES = tests/unit/test_valid.c core/mh_valid.c
 tests_unit_test_valid_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_valid_LDADD = $(TEST_LIBS)
 
+# MIME header parsing benchmark (bench/mime_bench.c): built by `make check`
+# so that it keeps compiling, never run by it (no timing in tests):
+#   tests/tools/gen_mbox --count 10000 --seed 42 > m.mbox && bench/mime_bench m.mbox
+check_PROGRAMS += bench/mime_bench
+bench_mime_bench_SOURCES = bench/mime_bench.c core/mh_mime.c
+bench_mime_bench_CFLAGS = $(TEST_CFLAGS)
+bench_mime_bench_LDADD = $(TEST_LIBS)
+
 # The MIME fuzz target's corpus replayed by `make check` (see tests/config.mk);
 # the script runs the replay program on tests/fuzz/corpus/mime.
 check_PROGRAMS += tests/fuzz/fuzz_mime_replay

@@ -1,0 +1,975 @@
+/*
+ * The headers a mail client lists, decoded once on arrival.
+ *
+ * This runs once per stored message on the store thread, so it avoids
+ * building a GMimeMessage: the header block is scanned here (lines up to the
+ * first empty one; a field is `name ":" value`, continued on lines that
+ * start with SP or HTAB; names are case-insensitive; the first occurrence of
+ * each of the six fields wins and the scan stops once all six are found),
+ * and GMime is only called for the values that need it:
+ *
+ * - text (Subject, and the fallbacks below): RFC 2047 words and raw 8-bit
+ *   bytes are decoded by g_mime_utils_header_decode_text() with our parser
+ *   options (their fallback charsets read raw 8-bit text; GMime's charset
+ *   table maps gb2312 to GBK, a superset, so mislabelled GBK text decodes).
+ *   A value of plain ASCII without "=?" needs no decoding.
+ * - addresses (From, To, Cc): the common forms `addr@domain`, `<addr@domain>`
+ *   and `phrase <addr@domain>` (the phrase made of atoms, dots, raw 8-bit
+ *   bytes, RFC 2047 words and quoted strings without backslashes) are
+ *   formatted here the way GMime formats a parsed list: the display name
+ *   converted from raw 8-bit if it is not UTF-8, unquoted, its RFC 2047
+ *   words decoded (g_mime_utils_header_decode_phrase), stripped, and quoted
+ *   again when it contains one of ()<>@,;:.[] (a backslash is escaped).
+ *   Anything else (groups, comments, route or quoted local parts, domain
+ *   literals, backslashes, odd characters) goes to GMime's address parser as
+ *   before.  (GMime's parser also converts every domain to IDNA through
+ *   libidn2, which is most of its cost; the text it shows is the address as
+ *   written, as it is here.)
+ * - Message-ID: `<dot-atom@dot-atom>` is taken as it is, anything else goes
+ *   to g_mime_utils_decode_message_id(), and when that finds no id, the
+ *   text without the angle brackets.
+ * - Date: RFC 5322 dates with a numeric zone or GMT/UT/UTC are converted
+ *   here; anything else by g_mime_utils_header_decode_date().
+ *
+ * What comes out is then made safe for JSON and for a terminal: valid UTF-8,
+ * no control characters, whitespace collapsed, at most MH_MIME_MAX_VALUE
+ * bytes (the cleaner below takes its input in pieces, so an address list is
+ * formatted straight into it and formatting stops once it is full).
+ *
+ * Thread safety: g_mime_init() runs once (pthread_once); the parser options
+ * are created once and only read afterwards; everything else is per call.
+ */
+#include "config.h"
+
+#include "mh_mime.h"
+
+#include <gmime/gmime.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 5322's line limit, a sensible cap for one value. */
+#define MH_MIME_MAX_VALUE 998
+/* The header block read at most (a message without an empty line is all
+ * header block); no real header block comes near it. */
+#define MH_MIME_MAX_HEADER_BLOCK ((size_t)4 << 20)
+/* Values up to this size are unfolded on the stack. */
+#define MH_MIME_STACK_VALUE 2048
+
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+static GMimeParserOptions *mime_options; /* written once under mime_once, then read-only */
+
+static void mime_init_once(void)
+{
+    /* Raw 8-bit text is tried in this order: GMime takes the first charset
+     * that converts it without errors (ISO-8859-1 always does). */
+    static const char *fallback[] = {"UTF-8", "GB18030", "Big5", "ISO-8859-1", NULL};
+
+    g_mime_init();
+    mime_options = g_mime_parser_options_new();
+    g_mime_parser_options_set_fallback_charsets(mime_options, fallback);
+    /* accept what real mailers send (unquoted specials, broken words, ...) */
+    g_mime_parser_options_set_address_compliance_mode(mime_options, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_rfc2047_compliance_mode(mime_options, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_parameter_compliance_mode(mime_options, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_allow_addresses_without_domain(mime_options, TRUE);
+}
+
+void mh_mime_init(void)
+{
+    pthread_once(&mime_once, mime_init_once);
+}
+
+/* ------------------------------------------------------------ the cleaner */
+
+/* Length of the well-formed UTF-8 character at p (at most n bytes available), or 0. */
+static size_t utf8_char(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    uint32_t v, min;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        v = c & 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        v = c & 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (p[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+static int is_space_like(uint32_t cp)
+{
+    /* C0 and C1 controls, DEL, and Unicode line/paragraph separators; also
+     * the BOM / zero-width no-break space, which only confuses listings */
+    return cp <= 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff;
+}
+
+/*
+ * A clean value built from pieces: invalid UTF-8 becomes U+FFFD (one per
+ * byte), controls become spaces, runs of spaces become one, leading and
+ * trailing spaces go, and it ends before the first character that would
+ * take it past MH_MIME_MAX_VALUE bytes.  The result is the same whether the
+ * text comes in one piece or several, as long as no piece ends inside a
+ * character that the next one completes (the callers' pieces are whole
+ * strings or ASCII).
+ */
+struct clean {
+    size_t len;
+    int pending_space;
+    int full; /* a character did not fit: everything after it is dropped */
+    char buf[MH_MIME_MAX_VALUE + 1];
+};
+
+static void clean_init(struct clean *c)
+{
+    c->len = 0;
+    c->pending_space = 0;
+    c->full = 0;
+}
+
+static void clean_put(struct clean *c, const void *text, size_t n)
+{
+    static const unsigned char replacement[] = {0xef, 0xbf, 0xbd};
+    const unsigned char *p = text, *end = p + n;
+    if (c->full)
+        return;
+    while (p < end) {
+        uint32_t cp;
+        const unsigned char *src = p;
+        size_t emit;
+        if (*p < 0x80) { /* the common case */
+            cp = *p++;
+            emit = 1;
+        } else if ((emit = utf8_char(p, (size_t)(end - p), &cp)) != 0) {
+            p += emit;
+        } else { /* one invalid byte: U+FFFD */
+            src = replacement;
+            emit = sizeof replacement;
+            cp = 0xfffd;
+            p++;
+        }
+        if (is_space_like(cp)) {
+            c->pending_space = c->len > 0;
+            continue;
+        }
+        if (c->len + (c->pending_space ? 1 : 0) + emit > MH_MIME_MAX_VALUE) {
+            c->full = 1;
+            return;
+        }
+        if (c->pending_space) {
+            c->buf[c->len++] = ' ';
+            c->pending_space = 0;
+        }
+        if (emit == 1)
+            c->buf[c->len++] = (char)*src;
+        else {
+            memcpy(c->buf + c->len, src, emit);
+            c->len += emit;
+        }
+    }
+}
+
+static void clean_puts(struct clean *c, const char *s)
+{
+    clean_put(c, s, strlen(s));
+}
+
+/* The clean value as a malloc'ed string; NULL when it is empty (or on
+ * allocation failure: *oom is set). */
+static char *clean_finish(const struct clean *c, int *oom)
+{
+    if (c->len == 0)
+        return NULL;
+    char *s = malloc(c->len + 1);
+    if (s == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    memcpy(s, c->buf, c->len);
+    s[c->len] = '\0';
+    return s;
+}
+
+/* ------------------------------------------------------------ the header block */
+
+enum { F_FROM, F_TO, F_CC, F_SUBJECT, F_MESSAGE_ID, F_DATE, F_COUNT };
+
+/* A field's raw value: from after the colon to the end of its last line
+ * (without that line's end), folded line breaks included; p NULL if absent. */
+struct span {
+    const unsigned char *p;
+    size_t len;
+};
+
+static int is_wsp(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+/* name (n bytes) equals lower (lower-case ASCII) ignoring ASCII case */
+static int name_is(const unsigned char *name, size_t n, const char *lower)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ascii_lower(name[i]) != (unsigned char)lower[i])
+            return 0;
+    return lower[n] == '\0';
+}
+
+/* Which of the six fields the name is, or -1. */
+static int field_of(const unsigned char *name, size_t n)
+{
+    switch (n) {
+    case 2:
+        return name_is(name, n, "to") ? F_TO : name_is(name, n, "cc") ? F_CC : -1;
+    case 4:
+        return name_is(name, n, "from") ? F_FROM : name_is(name, n, "date") ? F_DATE : -1;
+    case 7:
+        return name_is(name, n, "subject") ? F_SUBJECT : -1;
+    case 10:
+        return name_is(name, n, "message-id") ? F_MESSAGE_ID : -1;
+    default:
+        return -1;
+    }
+}
+
+/* Could a field name starting with c be one of ours? */
+static int may_start_field(unsigned char c)
+{
+    c = ascii_lower(c);
+    return c == 'f' || c == 't' || c == 'c' || c == 's' || c == 'm' || c == 'd';
+}
+
+/* The end of the line at p (its '\n', or end) and the start of the next one. */
+static const unsigned char *line_end(const unsigned char *p, const unsigned char *end, const unsigned char **next)
+{
+    const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL) {
+        *next = end;
+        return end;
+    }
+    *next = nl + 1;
+    return nl;
+}
+
+/* Finds the first occurrence of each field in the header block of raw. */
+static void scan_header_block(const unsigned char *raw, size_t len, struct span f[F_COUNT])
+{
+    if (len > MH_MIME_MAX_HEADER_BLOCK)
+        len = MH_MIME_MAX_HEADER_BLOCK;
+    const unsigned char *p = raw, *end = raw + len, *next;
+    int found = 0;
+    while (p < end) {
+        if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))
+            break; /* the empty line: the body follows */
+        const unsigned char *eol = line_end(p, end, &next);
+        const unsigned char *colon;
+        if (is_wsp(*p) || !may_start_field(*p) || (colon = memchr(p, ':', (size_t)(eol - p))) == NULL) {
+            p = next; /* not a field of ours (or a continuation of one that is not) */
+            continue;
+        }
+        const unsigned char *name_end = colon;
+        while (name_end > p && is_wsp(name_end[-1]))
+            name_end--;
+        int which = field_of(p, (size_t)(name_end - p));
+        const unsigned char *vend = eol;
+        for (p = next; p < end && is_wsp(*p); p = next)
+            vend = line_end(p, end, &next);
+        if (which < 0 || f[which].p != NULL)
+            continue;
+        if (vend < end && vend > colon + 1 && vend[-1] == '\r')
+            vend--; /* the CR of the last line's CRLF */
+        f[which].p = colon + 1;
+        f[which].len = (size_t)(vend - (colon + 1));
+        /* a NUL ends the value, as it always did (GMime's values are C strings) */
+        const unsigned char *nul = memchr(f[which].p, '\0', f[which].len);
+        if (nul != NULL)
+            f[which].len = (size_t)(nul - f[which].p);
+        if (++found == F_COUNT)
+            break;
+    }
+}
+
+/* Does the text need GMime's decoder (an RFC 2047 word or a raw 8-bit byte)?
+ * Carriage returns do not count: GMime drops them ("=\r?" is "=?"). */
+static int needs_decoding(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] >= 0x80)
+            return 1;
+        if (s[i] == '=') {
+            size_t k = i + 1;
+            while (k < n && s[k] == '\r')
+                k++;
+            if (k < n && s[k] == '?')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A value unfolded into a NUL-terminated string for GMime, as GMime's parser
+ * gives it: line breaks and carriage returns go (the white space that starts
+ * a continuation line stays), and leading and trailing white space is
+ * trimmed.  Small values use the caller's stack buffer.  (Values hold no
+ * NUL: scan_header_block() ends them there.)
+ */
+struct unfolded {
+    char *s;
+    size_t len;
+    char *heap;
+};
+
+static int unfold(const struct span *v, char *stack, size_t stack_size, struct unfolded *u)
+{
+    u->heap = NULL;
+    u->s = stack;
+    if (v->len + 1 > stack_size) {
+        u->heap = malloc(v->len + 1);
+        if (u->heap == NULL)
+            return -1;
+        u->s = u->heap;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < v->len; i++) {
+        unsigned char c = v->p[i];
+        if (c == '\n' || c == '\r' || (o == 0 && is_wsp(c)))
+            continue;
+        u->s[o++] = (char)c;
+    }
+    while (o > 0 && is_wsp((unsigned char)u->s[o - 1]))
+        o--;
+    u->s[o] = '\0';
+    u->len = o;
+    return 0;
+}
+
+static void unfolded_free(struct unfolded *u)
+{
+    free(u->heap);
+    u->heap = NULL;
+}
+
+/* Puts the decoded text of an unfolded value into c. */
+static void put_decoded_text(struct clean *c, const struct unfolded *u)
+{
+    if (!needs_decoding((const unsigned char *)u->s, u->len)) {
+        clean_put(c, u->s, u->len);
+        return;
+    }
+    char *d = g_mime_utils_header_decode_text(mime_options, u->s);
+    if (d != NULL)
+        clean_puts(c, d);
+    g_free(d);
+}
+
+/* A text field (Subject): decoded when it needs it, cleaned. */
+static char *text_value(const struct span *v, int *oom)
+{
+    struct clean c;
+    clean_init(&c);
+    if (!needs_decoding(v->p, v->len)) {
+        /* as unfolded: without line breaks and carriage returns */
+        const unsigned char *p = v->p, *end = v->p + v->len;
+        while (p < end) {
+            const unsigned char *run = p;
+            while (p < end && *p != '\r' && *p != '\n')
+                p++;
+            clean_put(&c, run, (size_t)(p - run));
+            while (p < end && (*p == '\r' || *p == '\n'))
+                p++;
+        }
+        return clean_finish(&c, oom);
+    }
+    char stack[MH_MIME_STACK_VALUE];
+    struct unfolded u;
+    if (unfold(v, stack, sizeof stack, &u) != 0) {
+        *oom = 1;
+        return NULL;
+    }
+    put_decoded_text(&c, &u);
+    unfolded_free(&u);
+    return clean_finish(&c, oom);
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* RFC 5322 atext (GMime's atom characters, ASCII) */
+static int is_atext(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* Is s[i] folding white space (SP, HTAB, LF, or the CR of a CRLF)?  A lone
+ * CR is not: GMime drops it, joining what is around it. */
+static int is_fws_at(const unsigned char *s, size_t n, size_t i)
+{
+    return s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n');
+}
+
+static size_t skip_fws(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n && is_fws_at(s, n, i))
+        i++;
+    return i;
+}
+
+/* Length of the dot-atom-text at s[i] (atext runs joined by single dots), or 0. */
+static size_t dot_atom_len(const unsigned char *s, size_t n, size_t i)
+{
+    size_t start = i;
+    for (;;) {
+        size_t run = i;
+        while (i < n && is_atext(s[i]))
+            i++;
+        if (i == run)
+            return 0; /* empty, or a leading, doubled or trailing dot */
+        if (i < n && s[i] == '.' && i + 1 < n && is_atext(s[i + 1]))
+            i++;
+        else
+            return i - start;
+    }
+}
+
+/* Length of the plain addr-spec (dot-atom "@" dot-atom, without an RFC 2047
+ * word or "xn--") at s[i], or 0. */
+static size_t addr_spec_len(const unsigned char *s, size_t n, size_t i)
+{
+    size_t local = dot_atom_len(s, n, i);
+    if (local == 0 || i + local >= n || s[i + local] != '@')
+        return 0;
+    size_t domain = dot_atom_len(s, n, i + local + 1);
+    if (domain == 0)
+        return 0;
+    size_t len = local + 1 + domain;
+    for (size_t k = i; k + 1 < i + len; k++)
+        if (s[k] == '=' && s[k + 1] == '?')
+            return 0;
+    /* GMime shows a domain with an IDNA label (xn--) through libidn2 */
+    for (size_t k = i + local + 1; k + 4 <= i + len; k++)
+        if (ascii_lower(s[k]) == 'x' && ascii_lower(s[k + 1]) == 'n' && s[k + 2] == '-' && s[k + 3] == '-')
+            return 0;
+    return len;
+}
+
+/* Does GMime's g_mime_utils_quote_string() quote the name? */
+static int name_needs_quotes(const char *s)
+{
+    int quoted = 0;
+    for (; *s; s++) {
+        if (*s == '\\') {
+            if (s[1] == '\0')
+                break;
+            s++;
+        } else if (*s == '"') {
+            quoted = !quoted;
+        } else if (!quoted && strchr("()<>@,;:.[]", *s) != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* the white space GMime strips from a name (g_strstrip(): no vertical tab) */
+static int is_strip_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+
+/*
+ * Puts the display name of the raw phrase s[0..n) into c, made UTF-8 the way
+ * GMime makes a parsed name (raw 8-bit text converted with the fallback
+ * charsets when it is not UTF-8, quotes removed, RFC 2047 words decoded,
+ * stripped) and quoted as GMime quotes it.  Returns 1 if it put a name, 0
+ * when the name is empty (nothing put), -1 on allocation failure.
+ */
+static int put_display_name(struct clean *c, const unsigned char *s, size_t n)
+{
+    char stack[512];
+    struct span v = {s, n};
+    struct unfolded u;
+    if (unfold(&v, stack, sizeof stack, &u) != 0)
+        return -1;
+    char *name = u.s, *converted = NULL, *decoded = NULL;
+    if (needs_decoding((const unsigned char *)u.s, u.len) && !g_utf8_validate(u.s, (gssize)u.len, NULL)) {
+        converted = g_mime_utils_decode_8bit(mime_options, u.s, u.len);
+        if (converted != NULL)
+            name = converted;
+    }
+    g_mime_utils_unquote_string(name);
+    if (strstr(name, "=?") != NULL) {
+        decoded = g_mime_utils_header_decode_phrase(mime_options, name);
+        if (decoded != NULL)
+            name = decoded;
+    }
+    size_t b = 0, e = strlen(name);
+    while (b < e && is_strip_space(name[b]))
+        b++;
+    while (e > b && is_strip_space(name[e - 1]))
+        e--;
+    int put = e > b;
+    if (put) {
+        name[e] = '\0';
+        int quote = name_needs_quotes(name + b);
+        if (quote)
+            clean_put(c, "\"", 1);
+        for (size_t i = b; i < e;) {
+            size_t run = i;
+            while (i < e && name[i] != '\\' && (name[i] != '"' || !quote))
+                i++;
+            clean_put(c, name + run, i - run);
+            if (i < e) {
+                clean_put(c, "\\", 1);
+                clean_put(c, name + i, 1);
+                i++;
+            }
+        }
+        if (quote)
+            clean_put(c, "\"", 1);
+    }
+    g_free(decoded);
+    g_free(converted);
+    unfolded_free(&u);
+    return put;
+}
+
+/* The end of the phrase at s[i] (atoms with dots, raw 8-bit bytes, RFC 2047
+ * words, quoted strings without backslashes, separated by folding white
+ * space), stopping before '<', ':' or anything else (i itself when there
+ * is no phrase); SIZE_MAX when it is not one of those forms. */
+static size_t phrase_end(const unsigned char *s, size_t n, size_t i)
+{
+    size_t end = i;
+    if (i < n && s[i] == '.')
+        return SIZE_MAX; /* to GMime, a phrase that starts with a dot is not one */
+    while (i < n) {
+        if (s[i] == '"') {
+            size_t q = i + 1;
+            while (q < n && s[q] != '"' && s[q] != '\\' && s[q] != '\0' && (s[q] != '\r' || is_fws_at(s, n, q)))
+                q++;
+            if (q == n || s[q] != '"')
+                return SIZE_MAX;
+            i = q + 1;
+        } else if (is_atext(s[i]) || s[i] == '.' || s[i] >= 0x80) {
+            while (i < n && (is_atext(s[i]) || s[i] == '.' || s[i] >= 0x80))
+                i++;
+        } else {
+            break;
+        }
+        end = i;
+        i = skip_fws(s, n, i);
+    }
+    return end;
+}
+
+/*
+ * Formats the address list at s[*i] (up to the end, or in a group up to its
+ * ';') into c the way GMime formats a parsed list, if it only has the common
+ * forms: `addr-spec`, `<addr-spec>`, `phrase <addr-spec>` and, outside a
+ * group, `phrase ":" [list] ";"`.  *count is the number of elements put.
+ * Returns 1 when done, 0 when the list is not of those forms (c then holds a
+ * part of it), -1 on allocation failure.
+ */
+static int put_list(struct clean *c, const unsigned char *s, size_t n, size_t *i, int in_group, int *count)
+{
+    *count = 0;
+    for (;;) {
+        *i = skip_fws(s, n, *i);
+        if (*i == n || (in_group && s[*i] == ';'))
+            return 1;
+        if (s[*i] == ',') { /* an empty element, as GMime skips them */
+            (*i)++;
+            continue;
+        }
+        if (c->full && !in_group)
+            return 1; /* nothing more would show */
+        size_t alen = addr_spec_len(s, n, *i);
+        size_t after = alen > 0 ? skip_fws(s, n, *i + alen) : 0;
+        if (alen > 0 && (after == n || s[after] == ',' || (in_group && s[after] == ';'))) { /* addr-spec */
+            if ((*count)++ > 0)
+                clean_put(c, ", ", 2);
+            clean_put(c, s + *i, alen);
+            *i = after;
+            continue;
+        }
+        size_t phrase = *i, pend = phrase_end(s, n, *i);
+        if (pend == SIZE_MAX)
+            return 0;
+        size_t k = skip_fws(s, n, pend);
+        if (k == n)
+            return 0;
+        if (s[k] == ':' && !in_group && pend > phrase) { /* a group */
+            if ((*count)++ > 0)
+                clean_put(c, ", ", 2);
+            int r = put_display_name(c, s + phrase, pend - phrase);
+            if (r <= 0)
+                return r; /* a group without a name: left to GMime */
+            clean_put(c, ": ", 2);
+            int members;
+            *i = k + 1;
+            if ((r = put_list(c, s, n, i, 1, &members)) <= 0)
+                return r;
+            if (*i == n)
+                return 0; /* no ';' */
+            clean_put(c, ";", 1);
+            (*i)++;
+        } else if (s[k] == '<') { /* [phrase] <addr-spec> */
+            size_t addr = k + 1;
+            alen = addr_spec_len(s, n, addr);
+            if (alen == 0 || addr + alen >= n || s[addr + alen] != '>')
+                return 0;
+            if ((*count)++ > 0)
+                clean_put(c, ", ", 2);
+            int r = pend > phrase ? put_display_name(c, s + phrase, pend - phrase) : 0;
+            if (r < 0)
+                return -1;
+            if (r > 0) {
+                clean_put(c, " <", 2);
+                clean_put(c, s + addr, alen);
+                clean_put(c, ">", 1);
+            } else {
+                clean_put(c, s + addr, alen);
+            }
+            *i = addr + alen + 1;
+        } else {
+            return 0;
+        }
+        *i = skip_fws(s, n, *i);
+        if (*i < n && s[*i] != ',' && !(in_group && s[*i] == ';'))
+            return 0;
+    }
+}
+
+/* put_list() of a whole field: 0 also when it has no element at all. */
+static int put_simple_addresses(struct clean *c, const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    int count, r = put_list(c, s, n, &i, 0, &count);
+    return r > 0 ? count > 0 : r;
+}
+
+/*
+ * An address field the fast path does not take, the way it always was: a
+ * GMimeMessage parsed from a header block of just this field, its address
+ * list formatted, or when it has none, the field's decoded text.
+ */
+static char *gmime_address_value(const char *name, GMimeAddressType type, const struct span *v, int *oom)
+{
+    size_t name_len = strlen(name), len = name_len + 1 + v->len + 2;
+    char stack[MH_MIME_STACK_VALUE];
+    char *block = len <= sizeof stack ? stack : malloc(len);
+    if (block == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    memcpy(block, name, name_len);
+    block[name_len] = ':';
+    memcpy(block + name_len + 1, v->p, v->len);
+    memcpy(block + len - 2, "\n\n", 2);
+
+    struct clean c;
+    clean_init(&c);
+    GMimeStream *stream = g_mime_stream_mem_new_with_buffer(block, len); /* copies block */
+    GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    g_mime_parser_set_respect_content_length(parser, FALSE);
+    GMimeMessage *m = g_mime_parser_construct_message(parser, mime_options);
+    if (m != NULL) {
+        InternetAddressList *list = g_mime_message_get_addresses(m, type);
+        if (list != NULL && internet_address_list_length(list) > 0) {
+            char *s = internet_address_list_to_string(list, NULL, FALSE);
+            if (s != NULL)
+                clean_puts(&c, s);
+            g_free(s);
+        }
+        if (c.len == 0) { /* not parseable as addresses at all: show the (decoded) text */
+            const char *text = g_mime_object_get_header(GMIME_OBJECT(m), name);
+            if (text != NULL)
+                clean_puts(&c, text);
+        }
+        g_object_unref(m);
+    }
+    g_object_unref(parser);
+    g_object_unref(stream);
+    if (block != stack)
+        free(block);
+    return clean_finish(&c, oom);
+}
+
+/* An address field: "Name <addr>, ..." decoded; NULL if absent or empty. */
+static char *address_value(const char *name, GMimeAddressType type, const struct span *v, int *oom)
+{
+    struct clean c;
+    clean_init(&c);
+    int r = put_simple_addresses(&c, v->p, v->len);
+    if (r < 0) {
+        *oom = 1;
+        return NULL;
+    }
+    if (r > 0)
+        return clean_finish(&c, oom);
+    return gmime_address_value(name, type, v, oom);
+}
+
+/* ------------------------------------------------------------ Message-ID */
+
+static char *message_id_value(const struct span *v, int *oom)
+{
+    struct clean c;
+    clean_init(&c);
+    /* the usual "<dot-atom@dot-atom>" */
+    size_t b = skip_fws(v->p, v->len, 0), e = v->len;
+    while (e > b && (is_wsp(v->p[e - 1]) || v->p[e - 1] == '\r' || v->p[e - 1] == '\n'))
+        e--;
+    if (e - b >= 2 && v->p[b] == '<' && v->p[e - 1] == '>' && addr_spec_len(v->p, e - 1, b + 1) == e - b - 2) {
+        clean_put(&c, v->p + b + 1, e - b - 2);
+        return clean_finish(&c, oom);
+    }
+
+    char stack[MH_MIME_STACK_VALUE];
+    struct unfolded u;
+    if (unfold(v, stack, sizeof stack, &u) != 0) {
+        *oom = 1;
+        return NULL;
+    }
+    /* GMime takes the id from the decoded text of the field */
+    char *text = needs_decoding((const unsigned char *)u.s, u.len) ? g_mime_utils_header_decode_text(mime_options, u.s)
+                                                                    : NULL;
+    char *id = g_mime_utils_decode_message_id(text != NULL ? text : u.s);
+    g_free(text);
+    int have_id = id != NULL && *id != '\0'; /* even if nothing of it is left after cleaning */
+    if (have_id)
+        clean_puts(&c, id);
+    g_free(id);
+    if (!have_id) {
+        /* GMime could not parse it: the text without surrounding spaces and brackets */
+        put_decoded_text(&c, &u);
+        size_t s = 0, n = c.len;
+        if (n > 0 && c.buf[0] == '<')
+            s = 1;
+        if (n > s && c.buf[n - 1] == '>')
+            n--;
+        while (s < n && c.buf[s] == ' ')
+            s++;
+        while (n > s && c.buf[n - 1] == ' ')
+            n--;
+        memmove(c.buf, c.buf + s, n - s);
+        c.len = n - s;
+    }
+    unfolded_free(&u);
+    return clean_finish(&c, oom);
+}
+
+/* ------------------------------------------------------------ Date */
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    /* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm) */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+    static const unsigned char days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return 29;
+    return days[m - 1];
+}
+
+/* Reads exactly `digits` decimal digits at s[*i]. */
+static int read_digits(const unsigned char *s, size_t n, size_t *i, int digits, unsigned *out)
+{
+    unsigned v = 0;
+    for (int k = 0; k < digits; k++, (*i)++) {
+        if (*i >= n || s[*i] < '0' || s[*i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[*i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Matches one of the names (3 letters each, exact case) at s[*i]; returns its index or -1. */
+static int read_name3(const unsigned char *s, size_t n, size_t *i, const char *names, int count)
+{
+    if (*i + 3 > n)
+        return -1;
+    for (int k = 0; k < count; k++) {
+        if (memcmp(s + *i, names + 3 * k, 3) == 0) {
+            *i += 3;
+            return k;
+        }
+    }
+    return -1;
+}
+
+/*
+ * The usual form of an RFC 5322 date, "[Day, ]D Mon YYYY HH:MM:SS ZONE
+ * [(comment)]" with a numeric zone or GMT/UT/UTC, as seconds since the
+ * epoch.  Returns -1 for anything else (GMime's parser, which knows the
+ * obsolete forms, then decides).
+ */
+static int fast_date(const unsigned char *s, size_t n, int64_t *out)
+{
+    unsigned day, year, hour, min, sec, zh, zm;
+    size_t i = skip_fws(s, n, 0);
+    if (read_name3(s, n, &i, "MonTueWedThuFriSatSun", 7) >= 0) {
+        if (i >= n || s[i] != ',')
+            return -1;
+        i = skip_fws(s, n, i + 1);
+    }
+    if (read_digits(s, n, &i, 1, &day) != 0)
+        return -1;
+    if (i < n && s[i] >= '0' && s[i] <= '9')
+        day = day * 10 + (unsigned)(s[i++] - '0');
+    if (i >= n || !is_wsp(s[i]))
+        return -1;
+    i = skip_fws(s, n, i);
+    int month = read_name3(s, n, &i, "JanFebMarAprMayJunJulAugSepOctNovDec", 12);
+    if (month < 0 || i >= n || !is_wsp(s[i]))
+        return -1;
+    i = skip_fws(s, n, i);
+    if (read_digits(s, n, &i, 4, &year) != 0 || i >= n || !is_wsp(s[i]))
+        return -1;
+    i = skip_fws(s, n, i);
+    if (read_digits(s, n, &i, 2, &hour) != 0 || i >= n || s[i++] != ':' || read_digits(s, n, &i, 2, &min) != 0 ||
+        i >= n || s[i++] != ':' || read_digits(s, n, &i, 2, &sec) != 0 || i >= n || !is_wsp(s[i]))
+        return -1;
+    i = skip_fws(s, n, i);
+    int64_t offset;
+    if (i < n && (s[i] == '+' || s[i] == '-')) {
+        int neg = s[i++] == '-';
+        if (read_digits(s, n, &i, 2, &zh) != 0 || read_digits(s, n, &i, 2, &zm) != 0 || zh > 23 || zm > 59)
+            return -1;
+        offset = (int64_t)(zh * 3600 + zm * 60) * (neg ? -1 : 1);
+    } else if (i + 3 <= n && memcmp(s + i, "GMT", 3) == 0) {
+        i += 3;
+        offset = 0;
+    } else if (i + 3 <= n && memcmp(s + i, "UTC", 3) == 0) {
+        i += 3;
+        offset = 0;
+    } else if (i + 2 <= n && memcmp(s + i, "UT", 2) == 0) {
+        i += 2;
+        offset = 0;
+    } else {
+        return -1;
+    }
+    /* nothing after the zone but white space and one comment without nesting */
+    size_t j = skip_fws(s, n, i);
+    if (j < n) {
+        if (j == i || s[j] != '(')
+            return -1;
+        while (j < n && s[j] != ')' && s[j] != '(' && s[j] != '\\')
+            j++;
+        if (j == n || s[j] != ')' || skip_fws(s, n, j + 1) != n)
+            return -1;
+    }
+    if (year < 1970 || day < 1 || day > days_in_month(year, (unsigned)month + 1) || hour > 23 || min > 59 ||
+        sec > 59)
+        return -1;
+    *out = days_from_civil(year, (unsigned)month + 1, day) * 86400 + hour * 3600 + min * 60 + sec - offset;
+    return 0;
+}
+
+/* The Date field as seconds since the epoch; 0 if unparsable (or on allocation failure: *oom). */
+static int64_t date_value(const struct span *v, int *oom)
+{
+    int64_t t;
+    int decode = needs_decoding(v->p, v->len);
+    if (!decode && fast_date(v->p, v->len, &t) == 0)
+        return t;
+    char stack[256];
+    struct unfolded u;
+    if (unfold(v, stack, sizeof stack, &u) != 0) {
+        *oom = 1;
+        return 0;
+    }
+    /* GMime reads the date from the decoded text of the field */
+    char *text = decode ? g_mime_utils_header_decode_text(mime_options, u.s) : NULL;
+    GDateTime *d = g_mime_utils_header_decode_date(text != NULL ? text : u.s);
+    g_free(text);
+    t = d != NULL ? (int64_t)g_date_time_to_unix(d) : 0;
+    if (d != NULL)
+        g_date_time_unref(d);
+    unfolded_free(&u);
+    return t;
+}
+
+/* ------------------------------------------------------------ the interface */
+
+int mh_mime_parse(const void *raw, size_t len, struct mh_mime_headers *h)
+{
+    memset(h, 0, sizeof *h);
+    if (raw == NULL || len == 0)
+        return 0;
+    mh_mime_init();
+
+    struct span f[F_COUNT] = {{NULL, 0}};
+    scan_header_block(raw, len, f);
+    int oom = 0;
+    if (f[F_FROM].p != NULL)
+        h->from = address_value("From", GMIME_ADDRESS_TYPE_FROM, &f[F_FROM], &oom);
+    if (f[F_TO].p != NULL)
+        h->to = address_value("To", GMIME_ADDRESS_TYPE_TO, &f[F_TO], &oom);
+    if (f[F_CC].p != NULL)
+        h->cc = address_value("Cc", GMIME_ADDRESS_TYPE_CC, &f[F_CC], &oom);
+    if (f[F_SUBJECT].p != NULL)
+        h->subject = text_value(&f[F_SUBJECT], &oom);
+    if (f[F_MESSAGE_ID].p != NULL)
+        h->message_id = message_id_value(&f[F_MESSAGE_ID], &oom);
+    if (f[F_DATE].p != NULL)
+        h->date = date_value(&f[F_DATE], &oom);
+    if (oom) {
+        mh_mime_headers_clear(h);
+        return -1;
+    }
+    return 0;
+}
+
+void mh_mime_headers_clear(struct mh_mime_headers *h)
+{
+    if (h == NULL)
+        return;
+    free(h->from);
+    free(h->to);
+    free(h->cc);
+    free(h->subject);
+    free(h->message_id);
+    memset(h, 0, sizeof *h);
+}
