@@ -1433,6 +1433,10 @@ int mh_daemon_run(struct mh_daemon *d)
     struct plan *p = d->plan;
     struct mh_daemon_config *cfg = p->cfg;
     signal(SIGPIPE, SIG_IGN);
+    /* first, so that a SIGTERM during start-up is a clean stop once the loop runs, not a kill */
+    d->sig_term = mh_signal_new(d->loop, SIGTERM, signal_cb, d);
+    d->sig_int = mh_signal_new(d->loop, SIGINT, signal_cb, d);
+    d->sig_hup = mh_signal_new(d->loop, SIGHUP, signal_cb, d);
 
     /* store first: everything else depends on it */
     d->store = make_instance(d, &p->store);
@@ -1484,9 +1488,6 @@ int mh_daemon_run(struct mh_daemon *d)
     if (write_pid_file(d) != 0)
         goto fail;
 
-    d->sig_term = mh_signal_new(d->loop, SIGTERM, signal_cb, d);
-    d->sig_int = mh_signal_new(d->loop, SIGINT, signal_cb, d);
-    d->sig_hup = mh_signal_new(d->loop, SIGHUP, signal_cb, d);
 
     mh_core_info("mailhubd %s started: config %s, data %s, store %s, %zu provider(s), %zu linked account(s), "
                  "%zu notifier(s)", VERSION, d->config_path, cfg->data_dir, d->store->mod->name, d->n_providers,
