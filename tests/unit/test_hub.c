@@ -503,6 +503,7 @@ static void test_encrypted_at_rest(void **state)
     assert_int_equal(c.n_bad, 0);
     assert_int_equal(c.raw_len, 4096);
     assert_memory_equal(c.raw, m, 4096);
+    free(m);
     assert_string_equal(c.subject, "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c");
     free(c.raw);
 
