@@ -239,4 +239,3 @@ int main(int argc, char **argv)
     free(m);
     return 0;
 }
-

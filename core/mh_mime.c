@@ -1,40 +1,53 @@
 /*
  * The headers a mail client lists, decoded once on arrival.
  *
- * This runs once per stored message on the store thread, so it avoids
- * building a GMimeMessage: the header block is scanned here (lines up to the
- * first empty one; a field is `name ":" value`, continued on lines that
- * start with SP or HTAB; names are case-insensitive; the first occurrence of
- * each of the six fields wins and the scan stops once all six are found),
- * and GMime is only called for the values that need it:
+ * This runs once per stored message on the store lane, so it does not build
+ * a GMimeMessage (GMime's parser, its GObjects and the IDNA conversion of
+ * every address through libidn2 took about 15 times as long; see
+ * bench/mime_bench.c).
+ * The header block is scanned here: lines up to the first empty one; a
+ * field is `name ":" value` (white space before the colon allowed),
+ * continued on lines that start with SP or HTAB; names are case-insensitive;
+ * lines that are not fields are skipped; the first occurrence of each of the
+ * six fields wins and the scan stops once all six are found.  A value is
+ * read as GMime's parser gave it (line breaks and lone carriage returns
+ * dropped, cut at a NUL), and GMime is only called where it is needed:
  *
  * - text (Subject, and the fallbacks below): RFC 2047 words and raw 8-bit
  *   bytes are decoded by g_mime_utils_header_decode_text() with our parser
  *   options (their fallback charsets read raw 8-bit text; GMime's charset
  *   table maps gb2312 to GBK, a superset, so mislabelled GBK text decodes).
- *   A value of plain ASCII without "=?" needs no decoding.
- * - addresses (From, To, Cc): the common forms `addr@domain`, `<addr@domain>`
- *   and `phrase <addr@domain>` (the phrase made of atoms, dots, raw 8-bit
- *   bytes, RFC 2047 words and quoted strings without backslashes) are
- *   formatted here the way GMime formats a parsed list: the display name
- *   converted from raw 8-bit if it is not UTF-8, unquoted, its RFC 2047
- *   words decoded (g_mime_utils_header_decode_phrase), stripped, and quoted
- *   again when it contains one of ()<>@,;:.[] (a backslash is escaped).
- *   Anything else (groups, comments, route or quoted local parts, domain
- *   literals, backslashes, odd characters) goes to GMime's address parser as
- *   before.  (GMime's parser also converts every domain to IDNA through
- *   libidn2, which is most of its cost; the text it shows is the address as
- *   written, as it is here.)
- * - Message-ID: `<dot-atom@dot-atom>` is taken as it is, anything else goes
- *   to g_mime_utils_decode_message_id(), and when that finds no id, the
- *   text without the angle brackets.
- * - Date: RFC 5322 dates with a numeric zone or GMT/UT/UTC are converted
- *   here; anything else by g_mime_utils_header_decode_date().
+ *   Plain ASCII without "=?" needs no decoding.
+ * - addresses (From, To, Cc): the common forms `addr-spec`, `<addr-spec>`,
+ *   `phrase <addr-spec>` and groups `phrase ":" [those] ";"` (the phrase made
+ *   of atoms, dots, raw 8-bit bytes, RFC 2047 words and quoted strings
+ *   without backslashes; the addr-spec a dot-atom "@" dot-atom without
+ *   "xn--") are formatted here exactly as GMime formats a parsed list: the
+ *   display name converted from raw 8-bit when it is not UTF-8, unquoted,
+ *   its RFC 2047 words decoded (g_mime_utils_header_decode_phrase()),
+ *   stripped, and quoted again when it contains one of ()<>@,;:.[] (a
+ *   backslash is escaped).  Anything else (comments, route addresses, quoted
+ *   local parts, domain literals, IDNA or 8-bit domains, backslashes, stray
+ *   characters) goes to GMime's parser as before, on a header block of just
+ *   that field, so it gives what it always gave.
+ * - Message-ID: `<dot-atom@dot-atom>` is the id; anything else goes to
+ *   g_mime_utils_decode_message_id() (of the decoded text), and when that
+ *   finds no id, the text without the angle brackets.
+ * - Date: "[Day, ]D Mon YYYY HH:MM:SS ZONE [(comment)]" with a numeric zone
+ *   or GMT/UT/UTC is converted here; anything else (named or military zones,
+ *   two-digit years, no seconds, ...) by g_mime_utils_header_decode_date().
  *
  * What comes out is then made safe for JSON and for a terminal: valid UTF-8,
  * no control characters, whitespace collapsed, at most MH_MIME_MAX_VALUE
  * bytes (the cleaner below takes its input in pieces, so an address list is
  * formatted straight into it and formatting stops once it is full).
+ *
+ * The output was checked against the former GMime-only implementation by
+ * differential fuzzing; the known differences are the first-occurrence rule
+ * (GMime took the last Subject, Message-ID and Date and joined all From, To
+ * and Cc fields) and malformed header blocks that GMime gave up on entirely
+ * (a first line that is not a field, an unterminated last line without a
+ * colon): they are read here.
  *
  * Thread safety: g_mime_init() runs once (pthread_once); the parser options
  * are created once and only read afterwards; everything else is per call.
@@ -269,7 +282,8 @@ static int may_start_field(unsigned char c)
 }
 
 /* The end of the line at p (its '\n', or end) and the start of the next one. */
-static const unsigned char *line_end(const unsigned char *p, const unsigned char *end, const unsigned char **next)
+static const unsigned char *line_end(const unsigned char *p, const unsigned char *end,
+                                     const unsigned char **next)
 {
     const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
     if (nl == NULL) {
@@ -423,12 +437,12 @@ static char *text_value(const struct span *v, int *oom)
 
 /* ------------------------------------------------------------ addresses */
 
-/* RFC 5322 atext (GMime's atom characters, ASCII) */
+/* RFC 5322 atext (GMime's atom characters, ASCII): letters, digits and
+ * !#$%&'*+-/=?^_`{|}~, as a bitmap of the 128 ASCII codes */
 static int is_atext(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+    static const uint64_t atext[2] = {UINT64_C(0xa3ffacfa00000000), UINT64_C(0x7fffffffc7fffffe)};
+    return c < 128 && (atext[c >> 6] >> (c & 63) & 1) != 0;
 }
 
 /* Is s[i] folding white space (SP, HTAB, LF, or the CR of a CRLF)?  A lone
@@ -576,7 +590,8 @@ static size_t phrase_end(const unsigned char *s, size_t n, size_t i)
     while (i < n) {
         if (s[i] == '"') {
             size_t q = i + 1;
-            while (q < n && s[q] != '"' && s[q] != '\\' && s[q] != '\0' && (s[q] != '\r' || is_fws_at(s, n, q)))
+            while (q < n && s[q] != '"' && s[q] != '\\' && s[q] != '\0' &&
+                   (s[q] != '\r' || is_fws_at(s, n, q)))
                 q++;
             if (q == n || s[q] != '"')
                 return SIZE_MAX;
@@ -752,7 +767,8 @@ static char *message_id_value(const struct span *v, int *oom)
     size_t b = skip_fws(v->p, v->len, 0), e = v->len;
     while (e > b && (is_wsp(v->p[e - 1]) || v->p[e - 1] == '\r' || v->p[e - 1] == '\n'))
         e--;
-    if (e - b >= 2 && v->p[b] == '<' && v->p[e - 1] == '>' && addr_spec_len(v->p, e - 1, b + 1) == e - b - 2) {
+    if (e - b >= 2 && v->p[b] == '<' && v->p[e - 1] == '>' &&
+        addr_spec_len(v->p, e - 1, b + 1) == e - b - 2) {
         clean_put(&c, v->p + b + 1, e - b - 2);
         return clean_finish(&c, oom);
     }
@@ -764,8 +780,9 @@ static char *message_id_value(const struct span *v, int *oom)
         return NULL;
     }
     /* GMime takes the id from the decoded text of the field */
-    char *text = needs_decoding((const unsigned char *)u.s, u.len) ? g_mime_utils_header_decode_text(mime_options, u.s)
-                                                                    : NULL;
+    char *text = needs_decoding((const unsigned char *)u.s, u.len)
+                     ? g_mime_utils_header_decode_text(mime_options, u.s)
+                     : NULL;
     char *id = g_mime_utils_decode_message_id(text != NULL ? text : u.s);
     g_free(text);
     int have_id = id != NULL && *id != '\0'; /* even if nothing of it is left after cleaning */
@@ -868,8 +885,9 @@ static int fast_date(const unsigned char *s, size_t n, int64_t *out)
     if (read_digits(s, n, &i, 4, &year) != 0 || i >= n || !is_wsp(s[i]))
         return -1;
     i = skip_fws(s, n, i);
-    if (read_digits(s, n, &i, 2, &hour) != 0 || i >= n || s[i++] != ':' || read_digits(s, n, &i, 2, &min) != 0 ||
-        i >= n || s[i++] != ':' || read_digits(s, n, &i, 2, &sec) != 0 || i >= n || !is_wsp(s[i]))
+    if (read_digits(s, n, &i, 2, &hour) != 0 || i >= n || s[i++] != ':' ||
+        read_digits(s, n, &i, 2, &min) != 0 || i >= n || s[i++] != ':' ||
+        read_digits(s, n, &i, 2, &sec) != 0 || i >= n || !is_wsp(s[i]))
         return -1;
     i = skip_fws(s, n, i);
     int64_t offset;

@@ -68,8 +68,8 @@ static int same(const char *a, const char *b)
 
 static int same_headers(const struct mh_mime_headers *a, const struct mh_mime_headers *b)
 {
-    return same(a->from, b->from) && same(a->to, b->to) && same(a->cc, b->cc) && same(a->subject, b->subject) &&
-           same(a->message_id, b->message_id) && a->date == b->date;
+    return same(a->from, b->from) && same(a->to, b->to) && same(a->cc, b->cc) &&
+           same(a->subject, b->subject) && same(a->message_id, b->message_id) && a->date == b->date;
 }
 
 /* Length of the header block with its empty line, or 0 when there is none. */

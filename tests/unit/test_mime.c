@@ -341,8 +341,10 @@ static void test_long_address_list(void **state)
             w += (size_t)snprintf(want_list + w, cap - w, "First <first@x.example>, ");
         }
         for (int i = 0; i < 300; i++) {
-            o += (size_t)snprintf(list + o, cap - o, "%sUser %d <user%03d@example.com>", i ? ",\r\n " : "", i, i);
-            w += (size_t)snprintf(want_list + w, cap - w, "%sUser %d <user%03d@example.com>", i ? ", " : "", i, i);
+            o += (size_t)snprintf(list + o, cap - o, "%sUser %d <user%03d@example.com>", i ? ",\r\n " : "", i,
+                                  i);
+            w += (size_t)snprintf(want_list + w, cap - w, "%sUser %d <user%03d@example.com>", i ? ", " : "",
+                                  i, i);
         }
         char *want = capped(want_list);
         expect_to(list, want);
@@ -357,8 +359,9 @@ static void test_header_block_scan(void **state)
     (void)state;
     struct mh_mime_headers h;
     /* the first occurrence of each field wins */
-    parse("Subject: one\nsubject: two\nTo: a@b.example\nTo: c@d.example\nMessage-ID: <m1@x.example>\n"
-          "Message-ID: <m2@x.example>\nDate: Thu, 28 Nov 2024 10:00:00 +0800\nDate: Fri, 29 Nov 2024 10:00:00 +0800\n"
+    parse("Subject: one\nsubject: two\nTo: a@b.example\nTo: c@d.example\n"
+          "Message-ID: <m1@x.example>\nMessage-ID: <m2@x.example>\n"
+          "Date: Thu, 28 Nov 2024 10:00:00 +0800\nDate: Fri, 29 Nov 2024 10:00:00 +0800\n"
           "From: x@y.example\nCc: e@f.example\nCc: g@h.example\nFrom: z@w.example\n\n",
           &h);
     assert_string_equal(h.subject, "one");
