@@ -572,7 +572,17 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
                            .size = in->raw_len,
                            .flags = in->flags,
                            .internal_date = in->internal_date};
-    if (in->source_id && h->ops->has_source_id &&
+    rc = user_accounting(h, u);
+    if (rc != MH_OK)
+        return rc;
+    /*
+     * A duplicate must never extend the allocation nor be refused for lack of
+     * space.  When this message would do neither, the store's own dedup in
+     * put_message answers the question and a lookup per message is saved.
+     */
+    uint64_t after = u->usage + in->raw_len;
+    int tight = u->alloc < after || u->alloc - after < h->policy.extend_when_free_below;
+    if (tight && in->source_id && h->ops->has_source_id &&
         h->ops->has_source_id(h->state, u->id, a->id, in->source_id) == 1) {
         /* already stored: the store writes nothing and tells us its id */
         static const unsigned char nothing[1];

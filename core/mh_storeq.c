@@ -18,6 +18,9 @@
 #include <string.h>
 
 #define STOREQ_MAX_BATCH 1024
+/* The prep thread hands work on in small chunks, so that the store thread starts on a batch while the
+ * rest of it is still being parsed: the stages overlap instead of taking turns. */
+#define STOREQ_PREP_CHUNK 32
 
 enum req_type { REQ_OPEN, REQ_PUT, REQ_CALL, REQ_SYNC, REQ_CLOSE };
 
@@ -259,7 +262,7 @@ static void *prep_thread(void *arg)
             break;
         struct req *batch = q->p_head, *last = batch;
         size_t n = 1;
-        while (last->next && n < STOREQ_MAX_BATCH) {
+        while (last->next && n < STOREQ_PREP_CHUNK) {
             last = last->next;
             n++;
         }
