@@ -7,7 +7,8 @@
 #   mbox); the quota extended exactly as often as the policy says; user B
 #   gets 404 for user A's mail; no plaintext credential or message body in
 #   the database files; kill -9 in the middle of an import, restart: nothing
-#   lost, nothing doubled; `mailhubctl verify` passes.
+#   lost, nothing doubled; `mailhubctl verify` passes, and finds (exit 5,
+#   by id) a body altered in the database file.
 . "$(dirname "$0")/lib.sh"
 
 PY=${MH_PYTHON:-python3}
@@ -206,6 +207,26 @@ check "bob's export after the crash is byte-exact" cmp -s "$T/want-b.shas" "$T/g
 "$CTL" --token "$BOB" verify >/dev/null 2>&1
 check "verify passes after the crash" [ $? -eq 0 ]
 check "alice's mail is untouched by the crash" stored_is "$ALICE" "$ALICE_ID" "$UNIQUE"
+
+# ------------------------------------------ a damaged blob is found by verify
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+DAEMON_PID=""
+BAD=$("$PY" -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+mid = db.execute("SELECT min(id) FROM messages WHERE user_id = ?", (int(sys.argv[2]),)).fetchone()[0]
+blob = bytearray(db.execute("SELECT blob FROM messages WHERE id = ?", (mid,)).fetchone()[0])
+blob[100] ^= 0x01
+db.execute("UPDATE messages SET blob = ? WHERE id = ?", (bytes(blob), mid))
+db.commit()
+print(mid)' "$DATA/hub.db" "$BOB_ID")
+start_daemon "$T/log4" || not_ok "mailhubd starts again"
+"$CTL" --token "$BOB" verify >"$T/verify-bad.out" 2>&1
+check "verify exits 5 when a stored body was altered" [ $? -eq 5 ]
+check "verify names the damaged message ($BAD)" grep -q "message $BAD: cannot decrypt" "$T/verify-bad.out"
+check "the other messages still verify" grep -q "$((B_UNIQUE - 1)) ok, 1 failed" "$T/verify-bad.out"
+"$CTL" --token "$ALICE" verify >/dev/null 2>&1
+check "alice's mail still verifies" [ $? -eq 0 ]
 
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
