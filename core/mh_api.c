@@ -727,11 +727,6 @@ static int st_account_get(struct mh_hub *h, int64_t user_id, int64_t id, const c
     return 1;
 }
 
-static char *account_aad(int64_t user_id, const char *name)
-{
-    return mh_asprintf("account:%" PRId64 ":%s", user_id, name);
-}
-
 /* The sealed secret JSON of an account, opened (store thread); NULL if none or unreadable. */
 static json_t *st_open_secret(struct mh_hub *h, const struct acct_copy *a, int *unreadable)
 {
@@ -739,11 +734,10 @@ static json_t *st_open_secret(struct mh_hub *h, const struct acct_copy *a, int *
         *unreadable = 0;
     if (a->secret == NULL || a->secret_len == 0)
         return NULL;
-    char *aad = account_aad(a->user_id, a->name);
     unsigned char *pt = NULL;
     size_t len = 0;
     json_t *j = NULL;
-    if (aad != NULL && mh_hub_unseal(h, aad, a->secret, a->secret_len, &pt, &len) == 0) {
+    if (mh_hub_account_unseal(h, a->user_id, a->name, a->secret, a->secret_len, &pt, &len) == 0) {
         json_error_t je;
         j = json_loadb((const char *)pt, len, 0, &je);
         if (!json_is_object(j)) {
@@ -757,7 +751,6 @@ static json_t *st_open_secret(struct mh_hub *h, const struct acct_copy *a, int *
         mh_wipe(pt, len);
         free(pt);
     }
-    free(aad);
     return j;
 }
 
@@ -1765,12 +1758,10 @@ static int st_seal_secret(struct mh_hub *h, struct req *r, int64_t user_id, cons
     if (r->sec == NULL || json_object_size(r->sec) == 0)
         return 0;
     char *text = json_dumps(r->sec, JSON_COMPACT | JSON_SORT_KEYS);
-    char *aad = account_aad(user_id, name);
-    int rc = text && aad ? mh_hub_seal(h, aad, text, strlen(text), out, out_len) : -1;
+    int rc = text ? mh_hub_account_seal(h, user_id, name, text, strlen(text), out, out_len) : -1;
     if (text != NULL)
         wipe_str(text);
     free(text);
-    free(aad);
     if (rc != 0) {
         fail(r, 500, "internal", "cannot seal the account's credentials");
         return -1;

@@ -927,16 +927,14 @@ static int acct_load_cb(void *arg, const struct mh_account_rec *a)
     if (s->user == NULL)
         s->user = mh_asprintf("user-%lld", (long long)a->user_id);
     if (a->secret && a->secret_len) {
-        char *aad = mh_asprintf("account:%lld:%s", (long long)a->user_id, a->name);
         unsigned char *pt = NULL;
         size_t len = 0;
-        if (mh_hub_unseal(l->hub, aad, a->secret, a->secret_len, &pt, &len) == 0)
-            s->secret_json = (char *)pt; /* NUL-terminated by mh_hub_unseal */
+        if (mh_hub_account_unseal(l->hub, a->user_id, a->name, a->secret, a->secret_len, &pt, &len) == 0)
+            s->secret_json = (char *)pt; /* NUL-terminated by mh_hub_account_unseal */
         else {
             free(s->status);
             s->status = mh_xstrdup("error: the stored credentials do not open with this master key");
         }
-        free(aad);
     }
     return 0;
 }

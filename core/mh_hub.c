@@ -143,16 +143,27 @@ static int unseal_alloc(const unsigned char *key, const char *aad, const void *s
     return 0;
 }
 
-int mh_hub_seal(struct mh_hub *h, const char *aad, const void *pt, size_t len, unsigned char **out,
-                size_t *out_len)
+static char *account_aad(int64_t user_id, const char *name)
 {
-    return seal_alloc(h->master, aad, pt, len, out, out_len);
+    return mh_asprintf("account:%" PRId64 ":%s", user_id, name ? name : "");
 }
 
-int mh_hub_unseal(struct mh_hub *h, const char *aad, const void *sealed, size_t len, unsigned char **out,
-                  size_t *out_len)
+int mh_hub_account_seal(struct mh_hub *h, int64_t user_id, const char *name, const void *pt, size_t len,
+                        unsigned char **out, size_t *out_len)
 {
-    return unseal_alloc(h->master, aad, sealed, len, out, out_len);
+    char *aad = account_aad(user_id, name);
+    int rc = seal_alloc(h->master, aad, pt, len, out, out_len);
+    free(aad);
+    return rc;
+}
+
+int mh_hub_account_unseal(struct mh_hub *h, int64_t user_id, const char *name, const void *sealed, size_t len,
+                          unsigned char **out, size_t *out_len)
+{
+    char *aad = account_aad(user_id, name);
+    int rc = unseal_alloc(h->master, aad, sealed, len, out, out_len);
+    free(aad);
+    return rc;
 }
 
 /* -------------------------------------------------------------- users */

@@ -24,13 +24,15 @@ const struct mh_store_ops *mh_hub_ops(struct mh_hub *h);
 void *mh_hub_state(struct mh_hub *h);
 
 /**
- * Seal/unseal a small secret (credentials) under the master key, bound to
- * `aad` (e.g. "account:<user_id>:<name>").  *out is malloc'ed.  0 or -1.
+ * Seal/unseal an account's credentials (the text of a JSON object) under the
+ * master key, bound to the account (user id and name), so a sealed secret
+ * copied to another account does not open.  The binding is defined here
+ * only.  *out is malloc'ed (unseal: NUL-terminated, not counted).  0 or -1.
  */
-int mh_hub_seal(struct mh_hub *h, const char *aad, const void *pt, size_t len, unsigned char **out,
-                size_t *out_len);
-int mh_hub_unseal(struct mh_hub *h, const char *aad, const void *sealed, size_t len, unsigned char **out,
-                  size_t *out_len);
+int mh_hub_account_seal(struct mh_hub *h, int64_t user_id, const char *name, const void *pt, size_t len,
+                        unsigned char **out, size_t *out_len);
+int mh_hub_account_unseal(struct mh_hub *h, int64_t user_id, const char *name, const void *sealed, size_t len,
+                          unsigned char **out, size_t *out_len);
 
 /**
  * Create a user with a fresh data key (wrapped by the master key) and the
