@@ -1385,13 +1385,10 @@ static int bootstrap(struct mh_daemon *d)
         d->providers[i]->pub.account_id = b.prov[i].account_id;
     }
     if (ok) {
-        size_t started = 0;
         for (size_t i = 0; i < b.accts.n; i++)
-            if (account_start(d, &b.accts.v[i]) == 0)
-                started++;
+            account_start(d, &b.accts.v[i]);
         if (b.accts.n)
             mh_core_info("%zu linked account(s), %zu provider(s) started", b.accts.n, d->n_accounts);
-        (void)started;
     }
     acct_load_clear(&b.accts);
     free(b.prov);

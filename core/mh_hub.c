@@ -512,6 +512,13 @@ static void add_event(struct mh_hub_ingest *in, const struct hub_user *u, const 
     e->usage = usage;
 }
 
+/* Would storing `len` more bytes leave less free than the policy wants (extend, or refuse at max)? */
+static int needs_room(const struct mh_hub *h, const struct hub_user *u, uint64_t len)
+{
+    uint64_t after = u->usage + len;
+    return u->alloc < after || u->alloc - after < h->policy.extend_when_free_below;
+}
+
 /*
  * The quota policy: after this message, free space must not fall below
  * extend_when_free_below; grow by extend_by until it does, up to max.  Mail
@@ -524,8 +531,7 @@ static int quota_admit(struct mh_hub *h, struct hub_user *u, struct hub_account 
         return rc;
     const struct mh_quota_policy *pol = &h->policy;
     uint64_t after = u->usage + in->raw_len;
-    while ((u->alloc < after || u->alloc - after < pol->extend_when_free_below) &&
-           (pol->max == 0 || u->alloc < pol->max) && pol->extend_by > 0) {
+    while (needs_room(h, u, in->raw_len) && (pol->max == 0 || u->alloc < pol->max) && pol->extend_by > 0) {
         uint64_t prev = u->alloc;
         uint64_t next = u->alloc + pol->extend_by;
         if (pol->max && next > pol->max)
@@ -591,9 +597,7 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
      * space.  When this message would do neither, the store's own dedup in
      * put_message answers the question and a lookup per message is saved.
      */
-    uint64_t after = u->usage + in->raw_len;
-    int tight = u->alloc < after || u->alloc - after < h->policy.extend_when_free_below;
-    if (tight && in->source_id && h->ops->has_source_id &&
+    if (needs_room(h, u, in->raw_len) && in->source_id && h->ops->has_source_id &&
         h->ops->has_source_id(h->state, u->id, a->id, in->source_id) == 1) {
         /* already stored: the store writes nothing and tells us its id */
         static const unsigned char nothing[1];

@@ -27,7 +27,7 @@ enum req_type { REQ_OPEN, REQ_PUT, REQ_CALL, REQ_SYNC, REQ_CLOSE };
 struct req {
     enum req_type type;
     void *owner; /* NULL once cancelled */
-    char *who;
+    char *provider; /* puts: the plugin, recorded on an account created by name */
     struct mh_hub_ingest in;
     char *user, *account, *folder, *source_id, *flags;
     void *raw;
@@ -69,7 +69,7 @@ struct mh_storeq {
 static void req_free(struct req *r)
 {
     mh_mime_headers_clear(&r->in.hdr);
-    free(r->who);
+    free(r->provider);
     free(r->user);
     free(r->account);
     free(r->folder);
@@ -401,7 +401,7 @@ int mh_storeq_put(struct mh_storeq *q, void *owner, const char *provider, int64_
         return MH_ENOMEM;
     r->type = REQ_PUT;
     r->owner = owner;
-    r->who = dup_or_null(provider);
+    r->provider = dup_or_null(provider);
     r->user = dup_or_null(msg->user);
     r->account = dup_or_null(msg->account);
     r->folder = dup_or_null(msg->folder ? msg->folder : "INBOX");
@@ -415,7 +415,7 @@ int mh_storeq_put(struct mh_storeq *q, void *owner, const char *provider, int64_
     memcpy(r->raw, msg->raw, msg->raw_len);
     r->in.user_id = user_id;
     r->in.account_id = account_id;
-    r->in.provider = r->who;
+    r->in.provider = r->provider;
     r->in.user = r->user;
     r->in.account = r->account;
     r->in.folder = r->folder;
