@@ -11,7 +11,7 @@ core_libmhcore_la_SOURCES = \
 	core/mh_options.c core/mh_options.h \
 	core/mh_bus.c core/mh_bus.h \
 	core/mh_loader.c core/mh_loader.h \
-	core/mh_host.c core/mh_host.h \
+	core/mh_host.c core/mh_host.h core/mh_hoststore.c core/mh_hoststore.h \
 	core/mh_daemon.c core/mh_daemon.h \
 	core/mh_storeq.c core/mh_storeq.h \
 	core/mh_hub.c core/mh_hub.h \

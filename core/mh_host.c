@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "mh_host.h"
+#include "mh_hoststore.h"
 #include "mh_bus.h"
 #include "mh_daemon.h"
 #include "mh_loader.h"
@@ -149,6 +150,12 @@ static const struct mh_host host_table = {
     .store_put_message = h_store_put_message,
     .stopped = h_stopped,
     .data_dir = h_data_dir,
+    .state_get = mh_hs_state_get,
+    .state_put = mh_hs_state_put,
+    .store_set_flags = mh_hs_set_flags,
+    .store_mark_gone = mh_hs_mark_gone,
+    .store_folder_change = mh_hs_folder_change,
+    .store_source_list = mh_hs_source_list,
 };
 
 const struct mh_host *mh_host_table(void) { return &host_table; }

@@ -593,6 +593,23 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     if (rc != MH_OK)
         return rc;
     /*
+     * The source renumbered the folder: a copy stored under an old number is
+     * re-keyed to the new one instead of being stored twice.
+     */
+    if (in->rematch_prefix && in->source_id && MH_STORE_HAS(h->ops, msg_rekey) && h->ops->has_source_id &&
+        h->ops->has_source_id(h->state, u->id, a->id, in->source_id) == 0) {
+        if (!in->prepared)
+            mh_hub_prepare(in);
+        if (!in->prepared)
+            return MH_ENOMEM;
+        rc = h->ops->msg_rekey(h->state, u->id, a->id, m.folder, in->sha256, in->rematch_prefix, in->source_id,
+                               &in->ref);
+        if (rc == 1)
+            return MH_OK;
+        if (rc < 0)
+            return rc;
+    }
+    /*
      * A duplicate must never extend the allocation nor be refused for lack of
      * space.  When this message would do neither, the store's own dedup in
      * put_message answers the question and a lookup per message is saved.
@@ -702,4 +719,44 @@ int mh_hub_msg_each(struct mh_hub *h, const struct mh_msg_query *q, int with_raw
     qq.struct_size = sizeof qq;
     qq.with_blob = with_raw || verify;
     return h->ops->msg_list(h->state, &qq, each_cb, &c);
+}
+
+/* ------------------------------------------------- provider sync (1.2) */
+
+int mh_hub_state_get(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *key, char **value_out)
+{
+    if (!MH_STORE_HAS(h->ops, state_get))
+        return MH_ENOTSUP;
+    return h->ops->state_get(h->state, user_id, account_id, key, value_out);
+}
+
+int mh_hub_state_put(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *key, const char *value)
+{
+    if (!MH_STORE_HAS(h->ops, state_put))
+        return MH_ENOTSUP;
+    return h->ops->state_put(h->state, user_id, account_id, key, value);
+}
+
+int mh_hub_msg_set_source(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                          const char *source_id, const char *flags, int gone)
+{
+    if (!MH_STORE_HAS(h->ops, msg_set_source))
+        return MH_ENOTSUP;
+    return h->ops->msg_set_source(h->state, user_id, account_id, folder, source_id, flags, gone);
+}
+
+int mh_hub_folder_change(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                         const char *new_name)
+{
+    if (!MH_STORE_HAS(h->ops, folder_change))
+        return MH_ENOTSUP;
+    return h->ops->folder_change(h->state, user_id, account_id, folder, new_name);
+}
+
+int mh_hub_source_list(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                       int (*cb)(void *arg, const struct mh_source_msg *m), void *arg)
+{
+    if (!MH_STORE_HAS(h->ops, source_list))
+        return MH_ENOTSUP;
+    return h->ops->source_list(h->state, user_id, account_id, folder, cb, arg);
 }

@@ -79,6 +79,7 @@ struct mh_hub_ingest {
     const void *raw;
     size_t raw_len;
     int64_t internal_date;
+    const char *rematch_prefix;   /* see mh_message.rematch_prefix */
     /* filled by mh_hub_prepare() (any thread), else by mh_hub_ingest() itself */
     int prepared;
     unsigned char sha256[32];
@@ -101,6 +102,22 @@ void mh_hub_forget_accounting(struct mh_hub *h);
 /** Find or create a user by name (no password) and an account of it (origin "config"). */
 int mh_hub_ensure_account(struct mh_hub *h, const char *user, const char *account, const char *provider,
                           int64_t *user_id_out, int64_t *account_id_out);
+/*
+ * Provider sync requests (SDK 1.2), run on the store lane for the account
+ * (user_id, account_id).  MH_ENOTSUP when the store lacks the operation.
+ */
+int mh_hub_state_get(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *key, char **value_out);
+int mh_hub_state_put(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *key, const char *value);
+int mh_hub_msg_set_source(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                          const char *source_id, const char *flags, int gone);
+int mh_hub_folder_change(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                         const char *new_name);
+int mh_hub_source_list(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder,
+                       int (*cb)(void *arg, const struct mh_source_msg *m), void *arg);
+/** 1 if the store has the operation `field` of struct mh_store_ops. */
+#define MH_STORE_HAS(ops, field) \
+    ((ops)->struct_size >= offsetof(struct mh_store_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
+
 /** Set an account's status text ("ok", "quota", "error: ..."), keeping everything else. */
 int mh_hub_account_set_status(struct mh_hub *h, int64_t account_id, const char *status);
 

@@ -35,6 +35,9 @@ struct req {
     void *arg;
     mh_storeq_fn fn;
     mh_storeq_done done;
+    void (*release)(void *arg); /* calls: run instead of done when the owner was cancelled */
+    char *rematch_prefix;
+    int notify;
     int rc;
     int sync_done; /* REQ_SYNC: set under the lock when fn has run */
     struct req *next;
@@ -75,6 +78,7 @@ static void req_free(struct req *r)
     free(r->folder);
     free(r->source_id);
     free(r->flags);
+    free(r->rematch_prefix);
     free(r->raw);
     free(r);
 }
@@ -207,6 +211,26 @@ static void emit_quota_events(struct mh_storeq *q, struct req *r)
     }
 }
 
+/* New mail a provider flagged (mh_message.notify): the event names the user, account and folder, with the
+ * headers decoded on the prep thread. */
+static void emit_mail_received(struct mh_storeq *q, struct req *r)
+{
+    if (q->bus == NULL || r->user == NULL)
+        return;
+    const struct mh_mime_headers *h = &r->in.hdr;
+    json_t *data = json_pack("{ss ss ss ss sI sI}", "account", r->account ? r->account : "", "folder",
+                             r->folder ? r->folder : "INBOX", "from", h->from ? h->from : "", "subject",
+                             h->subject ? h->subject : "", "size", (json_int_t)r->in.raw_len, "store_id",
+                             (json_int_t)r->in.ref.id);
+    if (data && h->message_id)
+        json_object_set_new(data, "message_id", json_string(h->message_id));
+    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    if (text)
+        mh_bus_emit(q->bus, "mail.received", "core", r->user, text, NULL);
+    free(text);
+    json_decref(data);
+}
+
 /* Deliver finished requests on the loop thread. */
 static void deliver(struct mh_storeq *q)
 {
@@ -223,11 +247,15 @@ static void deliver(struct mh_storeq *q)
         pthread_mutex_unlock(&q->lock);
         if (r->type == REQ_PUT) {
             emit_quota_events(q, r);
+            if (r->notify && r->rc == MH_OK && !r->in.ref.duplicate)
+                emit_mail_received(q, r);
             if (owner && r->cb)
                 r->cb(r->arg, r->rc, r->rc == MH_OK ? &r->in.ref : NULL);
         } else if (r->type == REQ_CALL) {
             if (owner && r->done)
                 r->done(r->arg, r->rc);
+            else if (!owner && r->release)
+                r->release(r->arg);
         }
         req_free(r);
         r = next;
@@ -425,6 +453,11 @@ int mh_storeq_put(struct mh_storeq *q, void *owner, const char *provider, int64_
     r->in.raw_len = msg->raw_len;
     r->in.internal_date =
         msg->struct_size > offsetof(struct mh_message, internal_date) ? msg->internal_date : 0;
+    if (msg->struct_size >= offsetof(struct mh_message, rematch_prefix) + sizeof msg->rematch_prefix) {
+        r->notify = msg->notify != 0;
+        r->rematch_prefix = dup_or_null(msg->rematch_prefix);
+        r->in.rematch_prefix = r->rematch_prefix;
+    }
     r->cb = cb;
     r->arg = arg;
     enqueue(q, r);
@@ -433,6 +466,12 @@ int mh_storeq_put(struct mh_storeq *q, void *owner, const char *provider, int64_
 
 int mh_storeq_call(struct mh_storeq *q, void *owner, mh_storeq_fn fn, mh_storeq_done done, void *arg)
 {
+    return mh_storeq_call_release(q, owner, fn, done, NULL, arg);
+}
+
+int mh_storeq_call_release(struct mh_storeq *q, void *owner, mh_storeq_fn fn, mh_storeq_done done,
+                           void (*release)(void *arg), void *arg)
+{
     struct req *r = calloc(1, sizeof *r);
     if (r == NULL)
         return MH_ENOMEM;
@@ -440,6 +479,7 @@ int mh_storeq_call(struct mh_storeq *q, void *owner, mh_storeq_fn fn, mh_storeq_
     r->owner = owner;
     r->fn = fn;
     r->done = done;
+    r->release = release;
     r->arg = arg;
     enqueue(q, r);
     return MH_PENDING;

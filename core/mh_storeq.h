@@ -45,6 +45,9 @@ int mh_storeq_put(struct mh_storeq *q, void *owner, const char *provider, int64_
 typedef void (*mh_storeq_fn)(struct mh_hub *hub, void *arg);
 typedef void (*mh_storeq_done)(void *arg, int rc);
 int mh_storeq_call(struct mh_storeq *q, void *owner, mh_storeq_fn fn, mh_storeq_done done, void *arg);
+/** As mh_storeq_call; when `owner` is cancelled, release(arg) runs on the loop instead of done. */
+int mh_storeq_call_release(struct mh_storeq *q, void *owner, mh_storeq_fn fn, mh_storeq_done done,
+                           void (*release)(void *arg), void *arg);
 /** Run fn on the store thread and wait for it (start-up and tests only: blocks the loop). */
 void mh_storeq_call_sync(struct mh_storeq *q, mh_storeq_fn fn, void *arg);
 

@@ -168,6 +168,8 @@ struct sc_msg {
     uint64_t modseq, size;
     char folder[64], source_id[64], flags[64], from[64], to[64], cc[64], subject[64], message_id[64];
     unsigned char sha256[32];
+    int source_gone;
+    char attachments[128];
     int has_blob;
     unsigned char blob[640];
     size_t blob_len;
@@ -205,6 +207,10 @@ static int sc_msg_cb(void *arg, const struct mh_msg_rec *m)
     sc_cp(d->subject, sizeof d->subject, m->subject);
     sc_cp(d->message_id, sizeof d->message_id, m->message_id);
     memcpy(d->sha256, m->sha256, 32);
+    if (m->struct_size >= offsetof(struct mh_msg_rec, source_gone) + sizeof m->source_gone) {
+        d->source_gone = m->source_gone;
+        sc_cp(d->attachments, sizeof d->attachments, m->attachments);
+    }
     d->has_blob = m->blob != NULL;
     if (m->blob != NULL) {
         assert_true(m->blob_len <= sizeof d->blob);
@@ -247,6 +253,7 @@ struct sc_folder {
     char name[64];
     uint32_t uidvalidity, uidnext;
     uint64_t highestmodseq, messages, bytes;
+    int source_gone;
 };
 
 struct sc_folders {
@@ -268,6 +275,9 @@ static int sc_folder_cb(void *arg, const struct mh_folder_rec *r)
     d->highestmodseq = r->highestmodseq;
     d->messages = r->messages;
     d->bytes = r->bytes;
+    d->source_gone = r->struct_size >= offsetof(struct mh_folder_rec, source_gone) + sizeof r->source_gone
+                         ? r->source_gone
+                         : 0;
     return 0;
 }
 
@@ -1369,6 +1379,303 @@ static void test_reopen(void **state)
     free(l);
 }
 
+/* ------------------------------------------------------- SDK 1.2 ops */
+
+#define SC_HAS(ops, field) \
+    ((ops)->struct_size >= offsetof(struct mh_store_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
+
+static int sc_need_12(struct sc *f)
+{
+    /* every 1.2 op, or none: a store that has some must have all */
+    int n = SC_HAS(f->ops, state_get) + SC_HAS(f->ops, state_put) + SC_HAS(f->ops, msg_set_source) +
+            SC_HAS(f->ops, msg_rekey) + SC_HAS(f->ops, folder_change) + SC_HAS(f->ops, source_list);
+    assert_true(n == 0 || n == 6);
+    return n == 6;
+}
+
+/* A message with given content (sha256 derived from it), search terms and attachments. */
+static int sc_put_12(struct sc *f, int64_t u, int64_t acc, const char *folder, const char *source_id,
+                     const char *raw, const char *terms, struct mh_message_ref *ref)
+{
+    struct mh_msg_rec m = {.struct_size = sizeof m,
+                           .user_id = u,
+                           .account_id = acc,
+                           .folder = folder,
+                           .source_id = source_id,
+                           .size = strlen(raw),
+                           .blob = raw,
+                           .blob_len = strlen(raw),
+                           .flags = "\\Seen",
+                           .search_terms = terms,
+                           .attachments = "[{\"name\":\"a.pdf\",\"type\":\"application/pdf\",\"size\":3}]"};
+    for (size_t i = 0; i < 32; i++)
+        m.sha256[i] = (unsigned char)(raw[0] + i);
+    *ref = (struct mh_message_ref){.struct_size = sizeof *ref, .id = -1, .duplicate = -1};
+    return f->ops->put_message(f->st, &m, ref);
+}
+
+static void test_sync_state(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_12(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work"), bacc = sc_account(f, b, "work");
+    char *v = (char *)"untouched";
+    assert_int_equal(f->ops->state_get(f->st, a, acc, "f:INBOX", &v), 0);
+    assert_null(v);
+    assert_int_equal(f->ops->state_put(f->st, a, acc, "f:INBOX", "uv=7 next=10"), MH_OK);
+    assert_int_equal(f->ops->state_put(f->st, a, acc, "f:INBOX", "uv=7 next=12"), MH_OK);
+    assert_int_equal(f->ops->state_put(f->st, a, acc, "folders", "f1=INBOX"), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(f->ops->state_get(f->st, a, acc, "f:INBOX", &v), 1);
+    assert_string_equal(v, "uv=7 next=12");
+    free(v);
+    /* another user's account: neither readable nor writable */
+    assert_int_equal(f->ops->state_get(f->st, b, acc, "f:INBOX", &v), 0);
+    assert_int_equal(f->ops->state_put(f->st, b, acc, "f:INBOX", "evil"), MH_ENOTFOUND);
+    assert_int_equal(f->ops->state_get(f->st, b, bacc, "f:INBOX", &v), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+    if (f->c->persistent) {
+        sc_reopen(f);
+        assert_int_equal(f->ops->state_get(f->st, a, acc, "f:INBOX", &v), 1);
+        assert_string_equal(v, "uv=7 next=12");
+        free(v);
+    }
+    /* delete one key; the account's removal takes the rest */
+    assert_int_equal(f->ops->state_put(f->st, a, acc, "f:INBOX", NULL), MH_OK);
+    assert_int_equal(f->ops->state_get(f->st, a, acc, "f:INBOX", &v), 0);
+    assert_int_equal(f->ops->account_delete(f->st, a, acc), MH_OK);
+    assert_int_equal(f->ops->state_get(f->st, a, acc, "folders", &v), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+}
+
+struct sc_src {
+    size_t n;
+    char id[8][16];
+    int gone[8];
+};
+
+static int src_cb(void *arg, const struct mh_source_msg *m)
+{
+    struct sc_src *s = arg;
+    assert_true(s->n < 8);
+    snprintf(s->id[s->n], sizeof s->id[0], "%s", m->source_id);
+    s->gone[s->n] = m->gone;
+    s->n++;
+    return 0;
+}
+
+static void test_source_changes(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_12(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work");
+    struct mh_message_ref r1, r2;
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/7/1", "one", NULL, &r1), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/7/2", "two", NULL, &r2), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_list(f, l, a, r1.id, 0, 0, 0, 0, 0), 1);
+    uint64_t ms0 = l->v[0].modseq;
+    assert_string_equal(l->v[0].attachments, "[{\"name\":\"a.pdf\",\"type\":\"application/pdf\",\"size\":3}]");
+    assert_int_equal(l->v[0].source_gone, 0);
+
+    /* flags mirrored: a new modseq, above every other in the folder */
+    assert_int_equal(f->ops->msg_set_source(f->st, a, acc, "INBOX", "f1/7/1", "\\Seen \\Flagged", -1), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_list(f, l, a, r1.id, 0, 0, 0, 0, 0), 1);
+    assert_string_equal(l->v[0].flags, "\\Seen \\Flagged");
+    uint64_t ms1 = l->v[0].modseq;
+    assert_true(ms1 > ms0);
+    struct sc_folders fl;
+    sc_folder_list(f, &fl, a, acc);
+    assert_int_equal(fl.v[0].highestmodseq, ms1);
+    /* the same flags again: nothing changes */
+    assert_int_equal(f->ops->msg_set_source(f->st, a, acc, "INBOX", "f1/7/1", "\\Seen \\Flagged", -1), MH_OK);
+    assert_int_equal(sc_list(f, l, a, r1.id, 0, 0, 0, 0, 0), 1);
+    assert_int_equal(l->v[0].modseq, ms1);
+    /* no flags at all */
+    assert_int_equal(f->ops->msg_set_source(f->st, a, acc, "INBOX", "f1/7/1", "", -1), MH_OK);
+    assert_int_equal(sc_list(f, l, a, r1.id, 0, 0, 0, 0, 0), 1);
+    assert_string_equal(l->v[0].flags, SC_NULL);
+    /* expunged at the source: kept, marked, flags untouched */
+    assert_int_equal(f->ops->msg_set_source(f->st, a, acc, "INBOX", "f1/7/2", NULL, 1), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_list(f, l, a, r2.id, 0, 0, 0, 0, 0), 1);
+    assert_int_equal(l->v[0].source_gone, 1);
+    assert_string_equal(l->v[0].flags, "\\Seen");
+    sc_usage(f, a, 6, 2);
+    /* unknown, or another user's */
+    assert_int_equal(f->ops->msg_set_source(f->st, a, acc, "INBOX", "f1/7/3", "", -1), MH_ENOTFOUND);
+    assert_int_equal(f->ops->msg_set_source(f->st, b, acc, "INBOX", "f1/7/1", "\\Deleted", -1), MH_ENOTFOUND);
+    assert_int_equal(sc_list(f, l, a, r1.id, 0, 0, 0, 0, 0), 1);
+    assert_string_equal(l->v[0].flags, SC_NULL);
+
+    /* source_list: what the provider compares with the server, by UID */
+    struct sc_src src = {0};
+    assert_int_equal(f->ops->source_list(f->st, a, acc, "INBOX", src_cb, &src), MH_OK);
+    assert_int_equal(src.n, 2);
+    assert_string_equal(src.id[0], "f1/7/1");
+    assert_string_equal(src.id[1], "f1/7/2");
+    assert_int_equal(src.gone[0], 0);
+    assert_int_equal(src.gone[1], 1);
+    src.n = 0;
+    assert_int_equal(f->ops->source_list(f->st, b, acc, "INBOX", src_cb, &src), MH_OK);
+    assert_int_equal(src.n, 0);
+    assert_int_equal(f->ops->source_list(f->st, a, acc, "Nope", src_cb, &src), MH_OK);
+    assert_int_equal(src.n, 0);
+    free(l);
+}
+
+
+static void test_rekey(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_12(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work"), bacc = sc_account(f, b, "work");
+    struct mh_message_ref r1, r2, r3, k;
+    /* two identical messages and one other, under UIDVALIDITY 7 */
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/7/1", "same", NULL, &r1), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/7/2", "same", NULL, &r2), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/7/3", "other", NULL, &r3), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    unsigned char same[32], none[32];
+    for (size_t i = 0; i < 32; i++) {
+        same[i] = (unsigned char)('s' + i);
+        none[i] = (unsigned char)('z' + i);
+    }
+    /* UIDVALIDITY became 9: each identical copy is claimed once, lowest UID first */
+    k = (struct mh_message_ref){.struct_size = sizeof k};
+    assert_int_equal(f->ops->msg_rekey(f->st, a, acc, "INBOX", same, "f1/9/", "f1/9/1", &k), 1);
+    assert_int_equal(k.id, r1.id);
+    assert_int_equal(k.duplicate, 1);
+    assert_int_equal(f->ops->msg_rekey(f->st, a, acc, "INBOX", same, "f1/9/", "f1/9/2", &k), 1);
+    assert_int_equal(k.id, r2.id);
+    assert_int_equal(f->ops->msg_rekey(f->st, a, acc, "INBOX", same, "f1/9/", "f1/9/3", &k), 0);
+    assert_int_equal(f->ops->msg_rekey(f->st, a, acc, "INBOX", none, "f1/9/", "f1/9/4", &k), 0);
+    assert_int_equal(f->ops->msg_rekey(f->st, a, acc, "Other", same, "f1/9/", "f1/9/5", &k), 0);
+    /* not across users */
+    assert_int_equal(f->ops->msg_rekey(f->st, b, bacc, "INBOX", same, "f1/9/", "f1/9/1", &k), 0);
+    assert_int_equal(f->ops->msg_rekey(f->st, b, acc, "INBOX", same, "f1/9/", "f1/9/1", &k), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(f->ops->has_source_id(f->st, a, acc, "f1/9/1"), 1);
+    assert_int_equal(f->ops->has_source_id(f->st, a, acc, "f1/9/2"), 1);
+    assert_int_equal(f->ops->has_source_id(f->st, a, acc, "f1/7/1"), 0);
+    assert_int_equal(f->ops->has_source_id(f->st, a, acc, "f1/7/3"), 1);
+    sc_usage(f, a, 13, 3); /* nothing stored twice */
+}
+
+static void test_folder_change(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_12(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work");
+    struct mh_message_ref r;
+    assert_int_equal(sc_put_12(f, a, acc, "Projects", "f2/5/1", "p1", NULL, &r), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "f1/5/1", "i1", NULL, &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_folders before, after;
+    sc_folder_list(f, &before, a, acc);
+    const struct sc_folder *p = sc_folder_named(&before, acc, "Projects");
+    assert_non_null(p);
+    assert_int_equal(f->ops->folder_change(f->st, a, acc, "Projects", "INBOX"), MH_EEXIST);
+    assert_int_equal(f->ops->folder_change(f->st, b, acc, "Projects", "Mine"), MH_ENOTFOUND);
+    assert_int_equal(f->ops->folder_change(f->st, a, acc, "Nope", "Mine"), MH_ENOTFOUND);
+    assert_int_equal(f->ops->folder_change(f->st, a, acc, "Projects", "Archive/Projects"), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_folder_list(f, &after, a, acc);
+    const struct sc_folder *q = sc_folder_named(&after, acc, "Archive/Projects");
+    assert_non_null(q);
+    assert_null(sc_folder_named(&after, acc, "Projects"));
+    assert_int_equal(q->id, p->id);
+    assert_int_equal(q->uidvalidity, p->uidvalidity); /* clients keep their cache */
+    assert_int_equal(q->messages, 1);
+    /* new mail for the new name lands in the same folder */
+    assert_int_equal(sc_put_12(f, a, acc, "Archive/Projects", "f2/5/2", "p2", NULL, &r), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_folder_list(f, &after, a, acc);
+    assert_int_equal(sc_folder_named(&after, acc, "Archive/Projects")->messages, 2);
+    assert_int_equal(after.n, 2);
+    /* deleted at the source: kept and marked */
+    assert_int_equal(f->ops->folder_change(f->st, a, acc, "INBOX", NULL), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    sc_folder_list(f, &after, a, acc);
+    assert_int_equal(sc_folder_named(&after, acc, "INBOX")->source_gone, 1);
+    assert_int_equal(sc_folder_named(&after, acc, "INBOX")->messages, 1);
+    assert_int_equal(sc_folder_named(&after, acc, "Archive/Projects")->source_gone, 0);
+    sc_usage(f, a, 6, 3);
+}
+
+static size_t sc_search(struct sc *f, struct sc_msgs *l, int64_t user_id, int64_t account_id, const char *terms,
+                        int desc, int64_t after_id, uint32_t limit)
+{
+    struct mh_msg_query q = {.struct_size = sizeof q,
+                             .user_id = user_id,
+                             .account_id = account_id,
+                             .after_id = after_id,
+                             .limit = limit,
+                             .search = terms,
+                             .descending = desc};
+    l->n = 0;
+    assert_int_equal(f->ops->msg_list(f->st, &q, sc_msg_cb, l), MH_OK);
+    for (size_t i = 1; i < l->n; i++)
+        assert_true(desc ? l->v[i - 1].id > l->v[i].id : l->v[i - 1].id < l->v[i].id);
+    for (size_t i = 0; i < l->n; i++)
+        assert_int_equal(l->v[i].user_id, user_id);
+    return l->n;
+}
+
+static void test_search(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_12(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work"), acc2 = sc_account(f, a, "home"), bacc = sc_account(f, b, "work");
+    struct mh_message_ref r1, r2, r3, r4;
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "s1", "m1", "AAAA1 BBBB2", &r1), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc, "INBOX", "s2", "m2", "BBBB2 CCCC3", &r2), MH_OK);
+    assert_int_equal(sc_put_12(f, a, acc2, "INBOX", "s3", "m3", "BBBB2", &r3), MH_OK);
+    assert_int_equal(sc_put_12(f, b, bacc, "INBOX", "s4", "m4", "AAAA1 BBBB2", &r4), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_search(f, l, a, 0, "BBBB2", 0, 0, 0), 3);
+    assert_int_equal(sc_search(f, l, a, 0, "AAAA1 BBBB2", 0, 0, 0), 1);
+    assert_int_equal(l->v[0].id, r1.id);
+    assert_int_equal(sc_search(f, l, a, 0, "aaaa1", 0, 0, 0), 1); /* terms are case-blind */
+    assert_int_equal(sc_search(f, l, a, 0, "ZZZZ9", 0, 0, 0), 0);
+    assert_int_equal(sc_search(f, l, a, 0, "   ", 0, 0, 0), 0);
+    assert_int_equal(sc_search(f, l, a, acc2, "BBBB2", 0, 0, 0), 1);
+    assert_int_equal(l->v[0].id, r3.id);
+    /* newest first, paged */
+    assert_int_equal(sc_search(f, l, a, 0, "BBBB2", 1, 0, 2), 2);
+    assert_int_equal(l->v[0].id, r3.id);
+    assert_int_equal(l->v[1].id, r2.id);
+    assert_int_equal(sc_search(f, l, a, 0, "BBBB2", 1, r2.id, 2), 1);
+    assert_int_equal(l->v[0].id, r1.id);
+    /* bob's index is bob's */
+    assert_int_equal(sc_search(f, l, b, 0, "BBBB2", 0, 0, 0), 1);
+    assert_int_equal(l->v[0].id, r4.id);
+    /* a term that is not an opaque term is refused, not interpreted */
+    struct mh_msg_query bad = {.struct_size = sizeof bad, .user_id = a, .search = "x\" OR \"y"};
+    assert_int_equal(f->ops->msg_list(f->st, &bad, sc_msg_cb, l), MH_EINVAL);
+    /* newest first without a search */
+    assert_int_equal(sc_search(f, l, a, 0, NULL, 1, 0, 0), 3);
+    assert_int_equal(l->v[0].id, r3.id);
+    /* removed with the account */
+    assert_int_equal(f->ops->account_delete(f->st, a, acc), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_search(f, l, a, 0, "BBBB2", 0, 0, 0), 1);
+    free(l);
+}
+
 int store_contract_run(const struct store_contract *c)
 {
     void *pre = (void *)c;
@@ -1393,6 +1700,11 @@ int store_contract_run(const struct store_contract *c)
         SC_TEST(test_tenant_isolation),
         SC_TEST(test_flush),
         SC_TEST(test_reopen),
+        SC_TEST(test_sync_state),
+        SC_TEST(test_source_changes),
+        SC_TEST(test_rekey),
+        SC_TEST(test_folder_change),
+        SC_TEST(test_search),
     };
 #undef SC_TEST
     return _cmocka_run_group_tests(c->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);

@@ -204,6 +204,67 @@ static const struct sq_migration sq_migrations[] = {
       "  UPDATE folders SET messages = messages + 1, bytes = bytes + NEW.size WHERE id = NEW.folder_id;"
       "END;"),
      sq_check_v1_empty},
+    /* 3: SDK 1.2.  Messages gain attachments and source_gone (rebuilt so that
+     * the blob stays the last column), folders source_gone; providers' sync
+     * state; the blind search index (opaque terms only, see docs/security.md). */
+    {("DROP TRIGGER messages_del;"
+      "DROP TRIGGER messages_upd;"
+      "CREATE TABLE messages_v3 ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  user_id INTEGER NOT NULL,"
+      "  account_id INTEGER NOT NULL,"
+      "  folder_id INTEGER NOT NULL REFERENCES folders (id) ON DELETE CASCADE,"
+      "  uid INTEGER NOT NULL,"
+      "  modseq INTEGER NOT NULL,"
+      "  source_id TEXT,"
+      "  size INTEGER NOT NULL,"
+      "  sha256 BLOB NOT NULL,"
+      "  flags TEXT,"
+      "  internal_date INTEGER NOT NULL DEFAULT 0,"
+      "  date INTEGER NOT NULL DEFAULT 0,"
+      "  \"from\" TEXT,"
+      "  \"to\" TEXT,"
+      "  cc TEXT,"
+      "  subject TEXT,"
+      "  message_id TEXT,"
+      "  stored INTEGER NOT NULL,"
+      "  attachments TEXT,"
+      "  source_gone INTEGER NOT NULL DEFAULT 0,"
+      "  blob BLOB NOT NULL,"
+      "  UNIQUE (folder_id, uid));"
+      "INSERT INTO messages_v3 (id, user_id, account_id, folder_id, uid, modseq, source_id, size, sha256, flags,"
+      "  internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob)"
+      "  SELECT id, user_id, account_id, folder_id, uid, modseq, source_id, size, sha256, flags,"
+      "  internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob FROM messages;"
+      "DROP TABLE messages;"
+      "ALTER TABLE messages_v3 RENAME TO messages;"
+      "CREATE UNIQUE INDEX messages_source ON messages (user_id, account_id, source_id)"
+      "  WHERE source_id IS NOT NULL;"
+      "CREATE INDEX messages_user ON messages (user_id);"
+      "CREATE INDEX messages_account ON messages (account_id);"
+      "CREATE INDEX messages_folder ON messages (folder_id);"
+      "CREATE INDEX messages_content ON messages (folder_id, sha256);"
+      "ALTER TABLE folders ADD COLUMN source_gone INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE sync_state ("
+      "  account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,"
+      "  key TEXT NOT NULL,"
+      "  value TEXT NOT NULL,"
+      "  PRIMARY KEY (account_id, key)) WITHOUT ROWID;"
+      /* rowid = the message's id; only AND of whole terms is asked, so no positions */
+      "CREATE VIRTUAL TABLE msg_search USING fts5(terms, tokenize = 'ascii', detail = 'none');"
+      "CREATE TRIGGER messages_del AFTER DELETE ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user_id = OLD.user_id;"
+      "  UPDATE folders SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = OLD.folder_id;"
+      "  DELETE FROM msg_search WHERE rowid = OLD.id;"
+      "END;"
+      "CREATE TRIGGER messages_upd AFTER UPDATE OF user_id, folder_id, size ON messages BEGIN"
+      "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user_id = OLD.user_id;"
+      "  UPDATE folders SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = OLD.folder_id;"
+      "  INSERT INTO usage (user_id, bytes, count) VALUES (NEW.user_id, NEW.size, 1)"
+      "    ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1;"
+      "  UPDATE folders SET messages = messages + 1, bytes = bytes + NEW.size WHERE id = NEW.folder_id;"
+      "END;"),
+     NULL},
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -211,7 +272,8 @@ static const struct sq_migration sq_migrations[] = {
 
 #define SQ_USER_COLS "id, name, password_hash, phone, email, admin, data_key, created"
 #define SQ_ACCOUNT_COLS "id, user_id, name, provider, settings, secret, paused, status, origin, created"
-#define SQ_FOLDER_COLS "id, user_id, account_id, name, uidvalidity, uidnext, highestmodseq, messages, bytes"
+#define SQ_FOLDER_COLS \
+    "id, user_id, account_id, name, uidvalidity, uidnext, highestmodseq, messages, bytes, source_gone"
 
 enum sq_stmt {
     SQ_USER_INS,
@@ -246,6 +308,19 @@ enum sq_stmt {
     SQ_QUOTA_SET,
     SQ_QUOTA_LOG,
     SQ_QUOTA_HIST,
+    SQ_STATE_GET,
+    SQ_STATE_PUT,
+    SQ_STATE_DEL,
+    SQ_MSG_SOURCE,
+    SQ_MSG_SET_SOURCE,
+    SQ_FOLDER_MODSEQ,
+    SQ_MSG_CONTENT,
+    SQ_MSG_REKEY,
+    SQ_FOLDER_FIND,
+    SQ_FOLDER_RENAME,
+    SQ_FOLDER_GONE,
+    SQ_SOURCE_LIST,
+    SQ_SEARCH_INS,
     SQ_N_STMTS,
 };
 
@@ -294,8 +369,8 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
     [SQ_MSG_FIND] = "SELECT id FROM messages WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3",
     [SQ_MSG_INS] =
         ("INSERT INTO messages (user_id, account_id, folder_id, uid, modseq, source_id, size, sha256,"
-         " flags, internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+         " flags, internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob, attachments)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
     [SQ_USAGE_ADD] =
         ("INSERT INTO usage (user_id, bytes, count) VALUES (?1, ?2, 1)"
          " ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes, count = count + 1"),
@@ -305,6 +380,26 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
                       " ON CONFLICT (user_id) DO UPDATE SET allocation = excluded.allocation"),
     [SQ_QUOTA_LOG] = "INSERT INTO quota_log (user_id, allocation, reason, time) VALUES (?1, ?2, ?3, ?4)",
     [SQ_QUOTA_HIST] = "SELECT allocation, reason, time FROM quota_log WHERE user_id = ?1 ORDER BY id",
+    /* sync state is the account's: the account must be the user's */
+    [SQ_STATE_GET] = ("SELECT value FROM sync_state WHERE account_id = ?2 AND key = ?3"
+                      " AND EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND user_id = ?1)"),
+    [SQ_STATE_PUT] = ("INSERT INTO sync_state (account_id, key, value) SELECT ?2, ?3, ?4"
+                      " WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND user_id = ?1)"
+                      " ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value"),
+    [SQ_STATE_DEL] = ("DELETE FROM sync_state WHERE account_id = ?2 AND key = ?3"
+                      " AND EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND user_id = ?1)"),
+    [SQ_MSG_SOURCE] = ("SELECT id, folder_id, flags, source_gone FROM messages"
+                       " WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3"),
+    [SQ_MSG_SET_SOURCE] = "UPDATE messages SET flags = ?2, source_gone = ?3, modseq = ?4 WHERE id = ?1",
+    [SQ_FOLDER_MODSEQ] = "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
+    [SQ_MSG_CONTENT] = ("SELECT id, source_id FROM messages WHERE folder_id = ?1 AND sha256 = ?2 ORDER BY uid"),
+    [SQ_MSG_REKEY] = "UPDATE messages SET source_id = ?2 WHERE id = ?1",
+    [SQ_FOLDER_FIND] = "SELECT id FROM folders WHERE account_id = ?2 AND name = ?3 AND user_id = ?1",
+    [SQ_FOLDER_RENAME] = "UPDATE folders SET name = ?2, source_gone = 0 WHERE id = ?1",
+    [SQ_FOLDER_GONE] = "UPDATE folders SET source_gone = 1 WHERE id = ?1",
+    [SQ_SOURCE_LIST] = ("SELECT source_id, flags, source_gone FROM messages INDEXED BY messages_folder"
+                        " WHERE folder_id = ?1 AND source_id IS NOT NULL ORDER BY uid"),
+    [SQ_SEARCH_INS] = "INSERT INTO msg_search (rowid, terms) VALUES (?1, ?2)",
 };
 
 /* msg_list: one statement per filter and per with_blob.  Each names its index
@@ -331,7 +426,8 @@ static const char *const sq_msg_where[SQ_N_MF] = {
 
 #define SQ_MSG_COLS                                                                                          \
     "m.id, m.user_id, m.account_id, m.folder_id, f.name, m.uid, m.modseq, m.source_id, m.size, m.sha256,"    \
-    " m.flags, m.internal_date, m.date, m.\"from\", m.\"to\", m.cc, m.subject, m.message_id, m.stored"
+    " m.flags, m.internal_date, m.date, m.\"from\", m.\"to\", m.cc, m.subject, m.message_id, m.stored,"     \
+    " m.attachments, m.source_gone"
 
 /* ------------------------------------------------------------ state */
 
@@ -1234,6 +1330,7 @@ static int sq_folder_list(void *state, int64_t user_id, int64_t account_id, mh_f
             .highestmodseq = sq_col_u64(st, 6),
             .messages = sq_col_u64(st, 7),
             .bytes = sq_col_u64(st, 8),
+            .source_gone = sqlite3_column_int(st, 9) != 0,
         };
         if (cb != NULL && cb(arg, &f) != 0)
             break;
@@ -1400,8 +1497,16 @@ static int sq_put_message(void *state, const struct mh_msg_rec *m, struct mh_mes
     sqlite3_bind_int64(st, 17, sq_now());
     /* No copy here: SQLite reads the caller's bytes while it builds the row. */
     sq_bind_blob(st, 18, m->blob, m->blob_len);
+    int v12 = m->struct_size >= offsetof(struct mh_msg_rec, source_gone) + sizeof m->source_gone;
+    sq_bind_text(st, 19, v12 ? m->attachments : NULL);
     rc = sq_step_write(s, st, "storing a message");
     int64_t id = sqlite3_last_insert_rowid(s->db);
+    if (rc == MH_OK && v12 && m->search_terms != NULL && m->search_terms[0] != '\0') {
+        st = s->st[SQ_SEARCH_INS];
+        sqlite3_bind_int64(st, 1, id);
+        sq_bind_text(st, 2, m->search_terms);
+        rc = sq_step_write(s, st, "indexing a message");
+    }
     if (rc == MH_OK) {
         st = s->st[SQ_USAGE_ADD];
         sqlite3_bind_int64(st, 1, m->user_id);
@@ -1440,6 +1545,73 @@ static int sq_has_source_id(void *state, int64_t user_id, int64_t account_id, co
     return id < 0 ? (int)id : id > 0;
 }
 
+/* An FTS5 query for blind search terms: each a quoted string of [A-Za-z0-9], all required. */
+static int sq_match_expr(const char *terms, char **out)
+{
+    sqlite3_str *b = sqlite3_str_new(NULL);
+    int n = 0;
+    for (const char *p = terms; *p;) {
+        while (*p == ' ')
+            p++;
+        const char *t = p;
+        while (*p && *p != ' ')
+            p++;
+        if (p == t)
+            continue;
+        for (const char *c = t; c < p; c++)
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
+                sqlite3_free(sqlite3_str_finish(b));
+                return MH_EINVAL;
+            }
+        sqlite3_str_appendf(b, "%s\"%.*s\"", n++ ? " AND " : "", (int)(p - t), t);
+    }
+    *out = sqlite3_str_finish(b);
+    if (n == 0) {
+        sqlite3_free(*out);
+        *out = NULL;
+    }
+    return *out != NULL || n == 0 ? MH_OK : MH_ENOMEM;
+}
+
+/* msg_list with a search or newest first: prepared per call (?7 the FTS5 match). */
+static int sq_msg_dynamic(struct sq *s, enum sq_msg_filter f, int with_blob, const char *search, int desc,
+                          sqlite3_stmt **st_out, char **match_out)
+{
+    *st_out = NULL;
+    *match_out = NULL;
+    if (search != NULL) {
+        int rc = sq_match_expr(search, match_out);
+        if (rc == MH_EINVAL)
+            mh_set_error(s->ctx, "msg_list: a search term is not an opaque term");
+        if (rc != MH_OK || *match_out == NULL)
+            return rc;
+    }
+    char where[512];
+    snprintf(where, sizeof where, "%s", sq_msg_where[f]);
+    if (desc) {
+        char *gt = strstr(where, "m.id > ?2");
+        if (gt != NULL)
+            gt[5] = '<';
+    }
+    char *sql = sqlite3_mprintf(
+        "SELECT " SQ_MSG_COLS ", %s FROM %s%s CROSS JOIN folders AS f ON f.id = m.folder_id"
+        " WHERE %s%s ORDER BY m.id %s LIMIT ?3",
+        with_blob ? "m.blob" : "NULL",
+        search ? "msg_search AS x CROSS JOIN " : "",
+        search ? "messages AS m" : sq_msg_from[f],
+        search ? "x.msg_search MATCH ?7 AND m.id = x.rowid AND " : "", where, desc ? "DESC" : "");
+    if (sql == NULL)
+        return MH_ENOMEM;
+    int src = sqlite3_prepare_v2(s->db, sql, -1, st_out, NULL);
+    sqlite3_free(sql);
+    if (src != SQLITE_OK) {
+        sqlite3_free(*match_out);
+        *match_out = NULL;
+        return sq_fail(s, src, "preparing a search");
+    }
+    return MH_OK;
+}
+
 static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb cb, void *arg)
 {
     struct sq *s = state;
@@ -1454,11 +1626,28 @@ static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb
                            : q->account_id > 0 ? SQ_MF_ACCOUNT
                                                : SQ_MF_USER;
     int with_blob = q->with_blob != 0;
-    sqlite3_stmt *tmp, *st = sq_take(s, s->msg_st[f][with_blob], &tmp);
-    if (st == NULL)
-        return MH_ERR;
+    int v12 = q->struct_size >= offsetof(struct mh_msg_query, descending) + sizeof q->descending;
+    const char *search = v12 ? q->search : NULL;
+    int desc = v12 && q->descending;
+    sqlite3_stmt *tmp = NULL, *st;
+    char *match = NULL;
+    if (search != NULL || desc) {
+        int rc = sq_msg_dynamic(s, f, with_blob, search, desc, &st, &match);
+        if (rc != MH_OK)
+            return rc;
+        tmp = st;
+        if (st == NULL)
+            return MH_OK; /* a search without any term: nothing matches */
+        if (match != NULL)
+            sqlite3_bind_text(st, 7, match, -1, SQLITE_TRANSIENT);
+        sqlite3_free(match);
+    } else {
+        st = sq_take(s, s->msg_st[f][with_blob], &tmp);
+        if (st == NULL)
+            return MH_ERR;
+    }
     sqlite3_bind_int64(st, 1, q->user_id);
-    sqlite3_bind_int64(st, 2, q->after_id > 0 ? q->after_id : 0);
+    sqlite3_bind_int64(st, 2, q->after_id > 0 ? q->after_id : desc ? INT64_MAX : 0);
     sqlite3_bind_int64(st, 3, q->limit > 0 ? (sqlite3_int64)q->limit : -1);
     sqlite3_bind_int64(st, 4, q->id);
     sqlite3_bind_int64(st, 5, q->account_id > 0 ? q->account_id : 0);
@@ -1485,13 +1674,15 @@ static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb
             .subject = sq_col_text(st, 16),
             .message_id = sq_col_text(st, 17),
             .stored = sqlite3_column_int64(st, 18),
+            .attachments = sq_col_text(st, 19),
+            .source_gone = sqlite3_column_int(st, 20) != 0,
         };
         const void *sha = sqlite3_column_blob(st, 9);
         if (sha != NULL && sqlite3_column_bytes(st, 9) == 32)
             memcpy(m.sha256, sha, 32);
         if (with_blob) {
-            m.blob = sqlite3_column_blob(st, 19);
-            m.blob_len = (size_t)sqlite3_column_bytes(st, 19);
+            m.blob = sqlite3_column_blob(st, 21);
+            m.blob_len = (size_t)sqlite3_column_bytes(st, 21);
             if (m.blob == NULL)
                 m.blob = ""; /* an empty blob is still a blob */
         }
@@ -1500,6 +1691,246 @@ static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb
     }
     if (src != SQLITE_ROW && src != SQLITE_DONE)
         rc = sq_fail(s, src, "reading messages");
+    sq_give(st, tmp);
+    return rc;
+}
+
+/* ------------------------------------------------- sync (SDK 1.2) */
+
+static int sq_state_get(void *state, int64_t user_id, int64_t account_id, const char *key, char **value_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (key == NULL || value_out == NULL)
+        return MH_EINVAL;
+    *value_out = NULL;
+    sqlite3_stmt *st = s->st[SQ_STATE_GET];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, key);
+    int src = sqlite3_step(st), rc = 0;
+    if (src == SQLITE_ROW) {
+        *value_out = mh_strdup(sq_col_text(st, 0) ? sq_col_text(st, 0) : "");
+        rc = *value_out ? 1 : MH_ENOMEM;
+    } else if (src != SQLITE_DONE) {
+        rc = sq_fail(s, src, "reading sync state");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int sq_state_put(void *state, int64_t user_id, int64_t account_id, const char *key, const char *value)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (key == NULL)
+        return MH_EINVAL;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[value ? SQ_STATE_PUT : SQ_STATE_DEL];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, key);
+    if (value)
+        sq_bind_text(st, 4, value);
+    rc = sq_step_write(s, st, "writing sync state");
+    if (rc == MH_OK && value && sqlite3_changes(s->db) == 0)
+        rc = MH_ENOTFOUND; /* not the user's account */
+    if (rc == MH_OK)
+        s->writes++;
+    return rc;
+}
+
+static int64_t sq_folder_id(struct sq *s, int64_t user_id, int64_t account_id, const char *name)
+{
+    sqlite3_stmt *st = s->st[SQ_FOLDER_FIND];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, name);
+    int src = sqlite3_step(st);
+    int64_t id = src == SQLITE_ROW    ? sqlite3_column_int64(st, 0)
+                 : src == SQLITE_DONE ? 0
+                                      : sq_fail(s, src, "looking up a folder");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return id;
+}
+
+static int sq_msg_set_source(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                             const char *source_id, const char *flags, int gone)
+{
+    struct sq *s = state;
+    (void)folder; /* the source id is unique in the account */
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (source_id == NULL)
+        return MH_EINVAL;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[SQ_MSG_SOURCE];
+    sqlite3_bind_int64(st, 1, user_id);
+    sqlite3_bind_int64(st, 2, account_id);
+    sq_bind_text(st, 3, source_id);
+    int src = sqlite3_step(st);
+    int64_t id = 0, folder_id = 0;
+    char *old_flags = NULL;
+    int old_gone = 0;
+    if (src == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        folder_id = sqlite3_column_int64(st, 1);
+        old_flags = mh_strdup(sq_col_text(st, 2) ? sq_col_text(st, 2) : "");
+        old_gone = sqlite3_column_int(st, 3);
+    } else if (src != SQLITE_DONE) {
+        rc = sq_fail(s, src, "looking up a message");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != MH_OK || id == 0) {
+        mh_free(old_flags);
+        return rc != MH_OK ? rc : MH_ENOTFOUND;
+    }
+    if (old_flags == NULL)
+        return MH_ENOMEM;
+    const char *new_flags = flags ? flags : old_flags;
+    int new_gone = gone < 0 ? old_gone : gone != 0;
+    if (strcmp(new_flags, old_flags) == 0 && new_gone == old_gone) {
+        mh_free(old_flags);
+        return MH_OK; /* nothing changed: no new modseq */
+    }
+    st = s->st[SQ_FOLDER_MODSEQ];
+    sqlite3_bind_int64(st, 1, folder_id);
+    src = sqlite3_step(st);
+    int64_t modseq = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (src != SQLITE_ROW)
+        rc = sq_fail(s, src, "assigning a modseq");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == MH_OK) {
+        st = s->st[SQ_MSG_SET_SOURCE];
+        sqlite3_bind_int64(st, 1, id);
+        sq_bind_text(st, 2, new_flags[0] ? new_flags : NULL);
+        sqlite3_bind_int(st, 3, new_gone);
+        sqlite3_bind_int64(st, 4, modseq);
+        rc = sq_step_write(s, st, "updating a message");
+    }
+    mh_free(old_flags);
+    if (rc == MH_OK)
+        s->writes++;
+    else
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_msg_rekey(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                        const unsigned char sha256[32], const char *keep_prefix, const char *new_source_id,
+                        struct mh_message_ref *ref_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (folder == NULL || sha256 == NULL || keep_prefix == NULL || new_source_id == NULL || ref_out == NULL)
+        return MH_EINVAL;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    int64_t folder_id = sq_folder_id(s, user_id, account_id, folder);
+    if (folder_id <= 0)
+        return folder_id < 0 ? (int)folder_id : 0;
+    sqlite3_stmt *st = s->st[SQ_MSG_CONTENT];
+    sqlite3_bind_int64(st, 1, folder_id);
+    sqlite3_bind_blob(st, 2, sha256, 32, SQLITE_STATIC);
+    size_t plen = strlen(keep_prefix);
+    int64_t id = 0;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *sid = sq_col_text(st, 1);
+        if (sid == NULL || strncmp(sid, keep_prefix, plen) != 0) {
+            id = sqlite3_column_int64(st, 0);
+            break;
+        }
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "matching a message by content");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != MH_OK || id == 0)
+        return rc != MH_OK ? rc : 0;
+    st = s->st[SQ_MSG_REKEY];
+    sqlite3_bind_int64(st, 1, id);
+    sq_bind_text(st, 2, new_source_id);
+    rc = sq_step_write(s, st, "re-keying a message");
+    if (rc != MH_OK) {
+        sq_after_error(s);
+        return rc;
+    }
+    s->writes++;
+    ref_out->id = id;
+    ref_out->duplicate = 1;
+    return 1;
+}
+
+static int sq_folder_change(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                            const char *new_name)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (folder == NULL)
+        return MH_EINVAL;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    int64_t id = sq_folder_id(s, user_id, account_id, folder);
+    if (id <= 0)
+        return id < 0 ? (int)id : MH_ENOTFOUND;
+    if (new_name != NULL) {
+        int64_t other = sq_folder_id(s, user_id, account_id, new_name);
+        if (other != 0)
+            return other < 0 ? (int)other : MH_EEXIST;
+    }
+    sqlite3_stmt *st = s->st[new_name ? SQ_FOLDER_RENAME : SQ_FOLDER_GONE];
+    sqlite3_bind_int64(st, 1, id);
+    if (new_name)
+        sq_bind_text(st, 2, new_name);
+    rc = sq_step_write(s, st, new_name ? "renaming a folder" : "marking a folder deleted at the source");
+    if (rc == MH_OK)
+        s->writes++;
+    else
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_source_list(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                          int (*cb)(void *arg, const struct mh_source_msg *m), void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (folder == NULL)
+        return MH_EINVAL;
+    int64_t folder_id = sq_folder_id(s, user_id, account_id, folder);
+    if (folder_id <= 0)
+        return folder_id < 0 ? (int)folder_id : MH_OK;
+    sqlite3_stmt *tmp, *st = sq_take(s, s->st[SQ_SOURCE_LIST], &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    sqlite3_bind_int64(st, 1, folder_id);
+    int rc = MH_OK, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_source_msg m = {.struct_size = sizeof m,
+                                  .source_id = sq_col_text(st, 0),
+                                  .flags = sq_col_text(st, 1),
+                                  .gone = sqlite3_column_int(st, 2) != 0};
+        if (cb != NULL && cb(arg, &m) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "listing a folder");
     sq_give(st, tmp);
     return rc;
 }
@@ -1648,8 +2079,14 @@ static const struct mh_store_ops sq_ops = {
     .folder_list = sq_folder_list,
     .msg_list = sq_msg_list,
     .quota_history = sq_quota_history,
+    .state_get = sq_state_get,
+    .state_put = sq_state_put,
+    .msg_set_source = sq_msg_set_source,
+    .msg_rekey = sq_msg_rekey,
+    .folder_change = sq_folder_change,
+    .source_list = sq_source_list,
 };
 
-MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.1.0",
+MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.2.0",
                  .description = "embedded SQLite store (one file, WAL)", .options = sq_options,
                  .init = sq_init, .free = sq_free, .ops = &sq_ops);

@@ -55,7 +55,7 @@ extern "C" {
 /* ------------------------------------------------------------------ ABI */
 
 #define MH_ABI_MAJOR 1
-#define MH_ABI_MINOR 1
+#define MH_ABI_MINOR 2
 /** The value a plugin stores in mh_plugin.abi_version. */
 #define MH_ABI_VERSION (((uint32_t)MH_ABI_MAJOR << 16) | (uint32_t)MH_ABI_MINOR)
 #define MH_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -268,6 +268,15 @@ struct mh_message {
     size_t raw_len;
     const char *flags;      /* space-separated IMAP flags, or NULL */
     int64_t internal_date;  /* seconds since the epoch, 0 if unknown */
+    /* since 1.2: */
+    int notify;             /* 1: new mail (arrived after the initial import): once stored (not a
+                               duplicate), the core emits mail.received with the decoded sender and
+                               subject, naming the user, account and folder */
+    const char *rematch_prefix; /* the source renumbered the folder (IMAP UIDVALIDITY changed): when
+                               source_id is not stored yet, a message of the same account and
+                               folder with the same content whose source_id does not begin with
+                               this prefix (e.g. "uv:NEWVALIDITY:") is re-keyed to source_id
+                               instead of being stored twice (ref->duplicate is then 1).  NULL: off */
 };
 
 /** Result of storing one message. */
@@ -283,6 +292,34 @@ struct mh_message_ref {
  * source), MH_ERETRY or MH_ERR.  `ref` is NULL unless rc == MH_OK.  Thread: loop.
  */
 typedef void (*mh_store_cb)(void *arg, int rc, const struct mh_message_ref *ref);
+
+/**
+ * Completion of a store request that returns no data (since 1.2): rc MH_OK,
+ * MH_ENOTFOUND, MH_ERETRY or MH_ERR.  Thread: loop.
+ */
+typedef void (*mh_done_cb)(void *arg, int rc);
+
+/**
+ * Completion of mh_state_get() (since 1.2): rc MH_OK with value the stored
+ * text, or NULL when the key was never set.  Ownership: value is borrowed for
+ * the call.  Thread: loop.
+ */
+typedef void (*mh_state_cb)(void *arg, int rc, const char *value);
+
+/** One message of a source folder as the store knows it (since 1.2). */
+struct mh_source_msg {
+    uint32_t struct_size;
+    const char *source_id;
+    const char *flags;     /* as last mirrored from the source, or NULL */
+    int gone;              /* 1: removed from the source (the hub keeps it) */
+};
+
+/**
+ * Completion of mh_store_source_list() (since 1.2): the messages of one
+ * folder of the instance's account, ascending by the store's UID.
+ * Ownership: the array is borrowed for the call.  Thread: loop.
+ */
+typedef void (*mh_source_list_cb)(void *arg, int rc, const struct mh_source_msg *msgs, size_t n);
 
 /* -------------------------------------------------------- host table */
 
@@ -342,6 +379,19 @@ struct mh_host {
     /* lifecycle */
     void (*stopped)(struct mh_plugin_ctx *ctx);
     const char *(*data_dir)(struct mh_plugin_ctx *ctx);
+
+    /* since 1.2: sync state and changes at the source (providers) */
+    int (*state_get)(struct mh_plugin_ctx *ctx, const char *key, mh_state_cb cb, void *arg);
+    int (*state_put)(struct mh_plugin_ctx *ctx, const char *key, const char *value, mh_done_cb cb,
+                     void *arg);
+    int (*store_set_flags)(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
+                           const char *flags, mh_done_cb cb, void *arg);
+    int (*store_mark_gone)(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
+                           mh_done_cb cb, void *arg);
+    int (*store_folder_change)(struct mh_plugin_ctx *ctx, const char *folder, const char *new_name,
+                               mh_done_cb cb, void *arg);
+    int (*store_source_list)(struct mh_plugin_ctx *ctx, const char *folder, mh_source_list_cb cb,
+                             void *arg);
 };
 
 /* ------------------------------------------------------- descriptor */
@@ -617,6 +667,84 @@ static inline int mh_store_put_message(struct mh_plugin_ctx *ctx, const struct m
                                        mh_store_cb cb, void *arg)
 {
     return ctx->host->store_put_message(ctx, msg, cb, arg);
+}
+
+/*
+ * Sync state and source changes (since 1.2; providers only).
+ *
+ * Every function below returns MH_PENDING (cb runs exactly once, on the loop,
+ * never before the function returns; cb may be NULL) or a negative code
+ * (MH_ENOTSUP on a core older than 1.2, MH_EINVAL, MH_ENOMEM).  Requests of one
+ * instance, mh_store_put_message() included, are carried out in the order they
+ * were made, and a completion means the change is durable.  So a checkpoint
+ * written with mh_state_put() after some puts is never ahead of the mail it
+ * describes, even after kill -9.  Ownership: strings are copied.
+ */
+#define MH_HOST_HAS(host, field) \
+    ((host)->struct_size >= offsetof(struct mh_host, field) + sizeof((host)->field) && (host)->field != NULL)
+
+/**
+ * Read a value the instance stored with mh_state_put() for its account (keys
+ * are private to the account: e.g. "folder:INBOX" -> "uv=17 next=4021 ms=99").
+ * Values survive restarts; they are removed with the account.
+ */
+static inline int mh_state_get(struct mh_plugin_ctx *ctx, const char *key, mh_state_cb cb, void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, state_get))
+        return MH_ENOTSUP;
+    return ctx->host->state_get(ctx, key, cb, arg);
+}
+/** Store (value NULL: delete) a value for the account.  Key: 1..200 bytes; value: up to 1 MiB. */
+static inline int mh_state_put(struct mh_plugin_ctx *ctx, const char *key, const char *value,
+                               mh_done_cb cb, void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, state_put))
+        return MH_ENOTSUP;
+    return ctx->host->state_put(ctx, key, value, cb, arg);
+}
+/**
+ * Mirror the source's flags (space-separated IMAP flags; "" for none) on a
+ * stored message; its modseq grows when they change.  MH_ENOTFOUND in cb when
+ * source_id is not stored.
+ */
+static inline int mh_store_set_flags(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
+                                     const char *flags, mh_done_cb cb, void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, store_set_flags))
+        return MH_ENOTSUP;
+    return ctx->host->store_set_flags(ctx, folder, source_id, flags, cb, arg);
+}
+/**
+ * The message was removed at the source (IMAP EXPUNGE, POP3 UIDL gone).  The
+ * hub keeps its copy (mail is kept permanently) and marks it; the mark shows
+ * in the API.  MH_ENOTFOUND in cb when source_id is not stored.
+ */
+static inline int mh_store_mark_gone(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
+                                     mh_done_cb cb, void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, store_mark_gone))
+        return MH_ENOTSUP;
+    return ctx->host->store_mark_gone(ctx, folder, source_id, cb, arg);
+}
+/**
+ * A folder was renamed at the source (new_name set: the stored folder and its
+ * mail follow; MH_EEXIST in cb if new_name is stored already) or deleted
+ * there (new_name NULL: the hub keeps the folder and its mail and marks it).
+ */
+static inline int mh_store_folder_change(struct mh_plugin_ctx *ctx, const char *folder,
+                                         const char *new_name, mh_done_cb cb, void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, store_folder_change))
+        return MH_ENOTSUP;
+    return ctx->host->store_folder_change(ctx, folder, new_name, cb, arg);
+}
+/** List what the store holds for one folder of the account (e.g. to find expunges). */
+static inline int mh_store_source_list(struct mh_plugin_ctx *ctx, const char *folder, mh_source_list_cb cb,
+                                       void *arg)
+{
+    if (!MH_HOST_HAS(ctx->host, store_source_list))
+        return MH_ENOTSUP;
+    return ctx->host->store_source_list(ctx, folder, cb, arg);
 }
 
 /** Tell the core that a stop() which returned MH_PENDING has finished. */

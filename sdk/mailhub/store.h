@@ -84,6 +84,8 @@ struct mh_folder_rec {
     uint64_t highestmodseq;
     uint64_t messages;      /* number stored */
     uint64_t bytes;         /* their raw size */
+    /* since 1.2: */
+    int source_gone;        /* 1: the folder was deleted at the source (the hub keeps it) */
 };
 
 /**
@@ -116,6 +118,11 @@ struct mh_msg_rec {
     const char *subject;
     const char *message_id;
     int64_t stored;          /* seconds since the epoch */
+    /* since 1.2: */
+    const char *search_terms;/* put: the blind search index of the message, space-separated opaque
+                                terms (keyed hashes made by the core; never plaintext), or NULL */
+    const char *attachments; /* JSON array of {"name","type","size"}, or NULL */
+    int source_gone;         /* 1: removed at the source (the hub keeps its copy) */
 };
 
 /** What msg_list returns: always one user's messages, ascending by id. */
@@ -128,6 +135,10 @@ struct mh_msg_query {
     int64_t after_id;   /* only ids greater than this (paging) */
     uint32_t limit;     /* 0: no limit */
     int with_blob;      /* 0: blob may be NULL in the records; 1: never NULL (empty: length 0) */
+    /* since 1.2: */
+    const char *search; /* space-separated terms (as in mh_msg_rec.search_terms) that must all be in
+                           a message's search terms; NULL: no filter */
+    int descending;     /* 1: newest first (descending id); after_id then means "ids below this" */
 };
 
 /* Callbacks for list operations: return 0 to go on, nonzero to stop early. */
@@ -231,6 +242,48 @@ struct mh_store_ops {
     int (*msg_list)(void *state, const struct mh_msg_query *q, mh_msg_each_cb cb, void *arg);
     /** Every allocation recorded for a user (quota_set), oldest first. */
     int (*quota_history)(void *state, int64_t user_id, mh_quota_each_cb cb, void *arg);
+
+    /* ---- since 1.2 (a store without them cannot serve providers that sync or search) ---- */
+
+    /**
+     * A provider's sync state for one account: key -> text.  state_get:
+     * 1 and *value_out (malloc'ed; the caller frees it) or 0.  state_put with
+     * value NULL deletes.  Removed with the account.  Part of the same batch
+     * as put_message: acknowledged at the next flush.
+     */
+    int (*state_get)(void *state, int64_t user_id, int64_t account_id, const char *key, char **value_out);
+    int (*state_put)(void *state, int64_t user_id, int64_t account_id, const char *key, const char *value);
+
+    /**
+     * Change the source-side attributes of the message (user_id, account_id,
+     * source_id) in folder `folder`: flags (NULL: unchanged) and gone (-1:
+     * unchanged, 0 or 1).  A real change gives the message a new modseq.
+     * MH_OK or MH_ENOTFOUND.
+     */
+    int (*msg_set_source)(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                          const char *source_id, const char *flags, int gone);
+
+    /**
+     * Re-key after the source renumbered a folder: find the lowest-UID message
+     * of (user_id, account_id, folder) with this sha256 whose source_id does
+     * not begin with keep_prefix, and set its source_id to new_source_id.
+     * 1 (ref_out->id set, ref_out->duplicate 1) or 0 when there is none.
+     */
+    int (*msg_rekey)(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                     const unsigned char sha256[32], const char *keep_prefix, const char *new_source_id,
+                     struct mh_message_ref *ref_out);
+
+    /**
+     * Rename folder `folder` of the account to new_name (MH_EEXIST if that
+     * exists; UIDs and UIDVALIDITY are kept), or with new_name NULL mark it
+     * deleted at the source (source_gone).  MH_OK or MH_ENOTFOUND.
+     */
+    int (*folder_change)(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                         const char *new_name);
+
+    /** The messages of one folder of the account (source_id, flags, gone), ascending by UID. */
+    int (*source_list)(void *state, int64_t user_id, int64_t account_id, const char *folder,
+                       int (*cb)(void *arg, const struct mh_source_msg *m), void *arg);
 };
 
 #ifdef __cplusplus

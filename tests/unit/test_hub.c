@@ -539,6 +539,81 @@ static void test_encrypted_at_rest(void **state)
     free(t.raw);
 }
 
+struct mail_events {
+    int n;
+    char last[2048];
+};
+
+static void on_mail(const struct mh_event *ev, void *arg)
+{
+    struct mail_events *m = arg;
+    if (strcmp(ev->type, "mail.received") == 0) {
+        m->n++;
+        snprintf(m->last, sizeof m->last, "%s", ev->json);
+    }
+}
+
+static struct put_res put_msg(struct env *e, const struct mh_message *m)
+{
+    struct put_res r = {0};
+    assert_int_equal(mh_storeq_put(e->q, e, "imap", e->user_id, e->acct1, m, put_cb, &r), MH_PENDING);
+    while (!r.done)
+        mh_loop_run_once(e->loop, 1);
+    mh_bus_flush(e->bus);
+    return r;
+}
+
+/* SDK 1.2: new mail flagged by the provider yields one mail.received with the decoded headers, never for a
+ * duplicate; after the source renumbered a folder the same content is re-keyed, not stored twice. */
+static void test_notify_and_rematch(void **state)
+{
+    struct env *e = *state;
+    struct mail_events got = {0};
+    static const char *const pats[] = {"mail.*", NULL};
+    struct mh_bus_sub *sub = mh_bus_subscribe(e->bus, pats, on_mail, &got);
+    /* Subject: "你好世界" in GBK */
+    char *raw = make_msg(2048, 7, "=?GBK?B?xOO6w8rAvec=?=", "body");
+    struct mh_message m = {.struct_size = sizeof m, .user = "alice", .account = "work", .folder = "Work/Q4",
+                           .source_id = "f3/7/1", .raw = raw, .raw_len = 2048, .notify = 1};
+    struct put_res r = put_msg(e, &m);
+    assert_int_equal(r.rc, MH_OK);
+    assert_int_equal(r.duplicate, 0);
+    assert_int_equal(got.n, 1);
+    assert_non_null(strstr(got.last, "\"folder\":\"Work/Q4\""));
+    assert_non_null(strstr(got.last, "\"account\":\"work\""));
+    assert_non_null(strstr(got.last, "\"user\":\"alice\""));
+    assert_non_null(strstr(got.last, "Alice <alice@example.com>"));
+    assert_non_null(strcasestr(got.last, "\\u4f60\\u597d\\u4e16\\u754c")); /* escaped 7-bit JSON */
+    /* the same message again: a duplicate, no event */
+    r = put_msg(e, &m);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(got.n, 1);
+    /* new UIDVALIDITY 9: re-keyed by content */
+    m.source_id = "f3/9/1";
+    m.rematch_prefix = "f3/9/";
+    r = put_msg(e, &m);
+    assert_int_equal(r.rc, MH_OK);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(got.n, 1);
+    struct quota_q q = quota_of(e);
+    assert_int_equal(q.count, 1);
+    assert_int_equal(q.usage, 2048);
+    /* other content under the new number is stored */
+    char *raw2 = make_msg(1024, 8, "other", "body2");
+    m.source_id = "f3/9/2";
+    m.raw = raw2;
+    m.raw_len = 1024;
+    m.notify = 0;
+    r = put_msg(e, &m);
+    assert_int_equal(r.duplicate, 0);
+    assert_int_equal(got.n, 1); /* notify 0: the initial import is not news */
+    q = quota_of(e);
+    assert_int_equal(q.count, 2);
+    free(raw);
+    free(raw2);
+    mh_bus_unsubscribe(&sub);
+}
+
 /* Another master key cannot open the user's data key: reads fail, nothing is returned. */
 static void test_wrong_master_key(void **state)
 {
@@ -571,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypted_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_and_rematch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
