@@ -392,13 +392,14 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
                        " WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3"),
     [SQ_MSG_SET_SOURCE] = "UPDATE messages SET flags = ?2, source_gone = ?3, modseq = ?4 WHERE id = ?1",
     [SQ_FOLDER_MODSEQ] = "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
-    [SQ_MSG_CONTENT] = ("SELECT id, source_id FROM messages WHERE folder_id = ?1 AND sha256 = ?2 ORDER BY uid"),
+    [SQ_MSG_CONTENT] = ("SELECT id, source_id FROM messages INDEXED BY messages_content"
+                        " WHERE folder_id = ?1 AND sha256 = ?2 ORDER BY uid"),
     [SQ_MSG_REKEY] = "UPDATE messages SET source_id = ?2 WHERE id = ?1",
     [SQ_FOLDER_FIND] = "SELECT id FROM folders WHERE account_id = ?2 AND name = ?3 AND user_id = ?1",
     [SQ_FOLDER_RENAME] = "UPDATE folders SET name = ?2, source_gone = 0 WHERE id = ?1",
     [SQ_FOLDER_GONE] = "UPDATE folders SET source_gone = 1 WHERE id = ?1",
-    [SQ_SOURCE_LIST] = ("SELECT source_id, flags, source_gone FROM messages INDEXED BY messages_folder"
-                        " WHERE folder_id = ?1 AND source_id IS NOT NULL ORDER BY uid"),
+    [SQ_SOURCE_LIST] = ("SELECT source_id, flags, source_gone FROM messages"
+                        " WHERE folder_id = ?1 AND source_id IS NOT NULL ORDER BY folder_id, uid"),
     [SQ_SEARCH_INS] = "INSERT INTO msg_search (rowid, terms) VALUES (?1, ?2)",
 };
 
