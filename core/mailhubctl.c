@@ -2691,6 +2691,104 @@ static int cmd_messages(struct ctl *c, const struct cmd *cmd, const struct args 
     return rc;
 }
 
+/* mailhubctl search WORDS...: GET /search, newest first, paging with before. */
+static int cmd_search(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    long long limit = 100, before = 0;
+    if (opt(a, "limit") != NULL && parse_count(opt(a, "limit"), &limit) != 0)
+        return usage_error(cmd, "--limit wants a number (0: all), got '%s'", opt(a, "limit"));
+    if (opt(a, "before") != NULL && parse_id(opt(a, "before"), &before) != 0)
+        return usage_error(cmd, "--before wants a message id, got '%s'", opt(a, "before"));
+    struct buf query = {0};
+    for (int i = 0; i < a->npos; i++) {
+        if (i > 0)
+            buf_adds(&query, " ");
+        buf_adds(&query, a->pos[i]);
+    }
+    char *q = buf_take(&query);
+    if (strspn(q, " \t") == strlen(q)) {
+        free(q);
+        return usage_error(cmd, "the query is empty");
+    }
+    int rc = 0;
+    json_t *all = json_array();
+    json_t *next = json_null();
+    long long got = 0;
+    struct table t;
+    tbl_init(&t, 7);
+    static const char *const hdr[7] = {"ID", "ACCOUNT", "FOLDER", "DATE", "SIZE", "FROM", "SUBJECT"};
+    tbl_row(&t, hdr, 0);
+    for (;;) {
+        long long want = limit == 0 || limit - got > 1000 ? 1000 : limit - got;
+        struct path p;
+        path_init(&p, "/search");
+        path_param(c, &p, "q", q);
+        if (opt(a, "account") != NULL)
+            path_param(c, &p, "account", opt(a, "account"));
+        if (before)
+            path_param_ll(&p, "before", before);
+        path_param_ll(&p, "limit", want);
+        rc = path_as_user(c, &p);
+        json_t *j = NULL;
+        if (rc == 0)
+            rc = api_call(c, "GET", p.b.p, NULL, 1, &j);
+        buf_free(&p.b);
+        if (rc != 0)
+            break;
+        json_t *m;
+        size_t i;
+        json_array_foreach(json_object_get(j, "messages"), i, m)
+        {
+            json_array_append(all, m);
+            char id[24], f[256], dt[32], sz[32];
+            jtext(json_object_get(m, "id"), id, sizeof id);
+            jtext(json_object_get(m, "folder"), f, sizeof f);
+            short_time(jstr(m, "date") != NULL ? jstr(m, "date") : jstr(m, "internal_date"), dt, sizeof dt);
+            fmt_size((double)jint(m, "size", 0), sz, sizeof sz);
+            const char *row[7] = {id, jstr(m, "account"), f, dt, sz, jstr(m, "from"), jstr(m, "subject")};
+            tbl_row(&t, row, 40);
+            got++;
+        }
+        json_t *nb = json_object_get(j, "next_before");
+        json_decref(next);
+        next = json_incref(nb != NULL ? nb : json_null());
+        long long nv = jint(j, "next_before", 0);
+        json_decref(j);
+        if (!json_is_integer(next) || (limit > 0 && got >= limit))
+            break;
+        if (before != 0 && nv >= before) {
+            say("the server's next_before did not go down (%lld)", nv);
+            rc = EXIT_CONNECT;
+            break;
+        }
+        before = nv;
+    }
+    if (rc == 0) {
+        if (c->json) {
+            json_t *doc = json_pack("{s:O, s:O}", "messages", all, "next_before", next);
+            print_json(doc);
+            json_decref(doc);
+        } else if (got == 0) {
+            if (!c->quiet)
+                say("no message matches");
+        } else {
+            tbl_print(&t);
+            t.cell = NULL;
+            t.nrow = 0;
+            if (json_is_integer(next) && !c->quiet)
+                say("more messages match: --before %lld (or --limit 0 for all)",
+                    (long long)json_integer_value(next));
+        }
+    }
+    for (size_t k = 0; k < t.nrow * t.ncol; k++)
+        free(t.cell[k]);
+    free(t.cell);
+    json_decref(all);
+    json_decref(next);
+    free(q);
+    return rc;
+}
+
 static int cmd_message_show(struct ctl *c, const struct cmd *cmd, const struct args *a)
 {
     long long id;
@@ -2714,6 +2812,19 @@ static int cmd_message_show(struct ctl *c, const struct cmd *cmd, const struct a
         for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
             if (json_object_get(m, keys[i]) != NULL)
                 kvj(keys[i], m, keys[i]);
+        json_t *att;
+        size_t i;
+        json_array_foreach(json_object_get(m, "attachments"), i, att)
+        {
+            char sz[32], line[600];
+            fmt_size((double)jint(att, "size", 0), sz, sizeof sz);
+            snprintf(line, sizeof line, "%s (%s, %s)",
+                     jstr(att, "name") != NULL ? jstr(att, "name") : "(no name)",
+                     jstr(att, "type") != NULL ? jstr(att, "type") : "?", sz);
+            kv("attachment", line);
+        }
+        if (jtrue(m, "source_gone"))
+            kv("source_gone", "yes (removed at the source; the hub keeps its copy)");
     }
     json_decref(m);
     return 0;
@@ -3377,6 +3488,7 @@ static const struct optdef o_account_remove[] = {{"purge", 0}, {NULL, 0}};
 static const struct optdef o_import[] = {{"account", 1}, {"folder", 1}, {"wait", 0}, {NULL, 0}};
 static const struct optdef o_messages[] = {
     {"account", 1}, {"folder", 1}, {"limit", 1}, {"after", 1}, {NULL, 0}};
+static const struct optdef o_search[] = {{"account", 1}, {"limit", 1}, {"before", 1}, {NULL, 0}};
 static const struct optdef o_export[] = {
     {"account", 1}, {"format", 1}, {"output", 1}, {"force", 0}, {NULL, 0}};
 
@@ -3461,6 +3573,14 @@ static const struct cmd commands[] = {
      "List stored messages, oldest first.\n"
      "  --limit N          at most N (default 100; 0: all)\n"
      "  --after ID         start after message ID\n"},
+    {NULL, "search", cmd_search, o_search, 1, -1, "search WORD... [--account NAME] [--limit N] [--before ID]",
+     "Find your messages that contain every word given, newest first.  Words are\n"
+     "matched whole, case-insensitively (Chinese, Japanese and Korean text by pairs\n"
+     "of characters); an e-mail address matches as a whole.  The index is blind:\n"
+     "the server stores keyed hashes of words, never the words.\n"
+     "  --account NAME     only this account's messages\n"
+     "  --limit N          at most N (default 100; 0: all)\n"
+     "  --before ID        only messages older than message ID (the next page)\n"},
     {"message", "show", cmd_message_show, o_none, 1, 1, "message show ID",
      "Show a message's headers and metadata.\n"},
     {"message", "raw", cmd_message_raw, o_none, 1, 1, "message raw ID > FILE",
@@ -3515,6 +3635,7 @@ static void usage(FILE *out)
           "                                your linked mailboxes\n"
           "  import FILE                   upload an mbox (or link a Maildir) as an account\n"
           "  messages                      list stored messages\n"
+          "  search WORD...                find messages that contain every word\n"
           "  message show|raw ID           a message's metadata, or its exact bytes\n"
           "  export                        write your mail out as mbox or Maildir\n"
           "  verify                        re-check stored messages against their hashes\n"

@@ -34,6 +34,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@
 #include "mh_log.h"
 #include "mh_loop.h"
 #include "mh_pool.h"
+#include "mh_search.h"
 #include "mh_storeq.h"
 #include "mh_util.h"
 #include "mh_valid.h"
@@ -65,6 +67,7 @@
 #define EXPORT_MAX (256ull * 1024 * 1024)
 #define LABEL_MAX 100
 #define FOLDER_MAX 255
+#define SEARCH_QUERY_MAX 1000                        /* bytes of a search query */
 #define CONN_TIMEOUT_S 120u
 #define CONN_LIMIT 256u
 
@@ -162,6 +165,8 @@ struct req {
     uint64_t q_max_bytes;
     int q_purge;
     char *q_name, *q_folder_name;
+    char *q_search, *q_account_name; /* GET /search: the query and ?account=NAME */
+    int64_t q_before;
 
     /* results */
     json_t *out;
@@ -2400,6 +2405,20 @@ static json_t *msg_json(const struct msg_ctx *c, const struct mh_msg_rec *m)
     set_new(o, "subject", jstr(m->subject));
     set_new(o, "message_id", jstr(m->message_id));
     set_new(o, "sha256", json_string(hex));
+    /* since 1.2: what the core found in the body, and whether the source still has it */
+    const char *att = NULL;
+    int gone = 0;
+    if (m->struct_size >= offsetof(struct mh_msg_rec, source_gone) + sizeof m->source_gone) {
+        att = m->attachments;
+        gone = m->source_gone != 0;
+    }
+    json_t *aj = att != NULL ? json_loads(att, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (aj != NULL && !json_is_array(aj)) {
+        json_decref(aj);
+        aj = NULL;
+    }
+    set_new(o, "attachments", aj != NULL ? aj : json_array());
+    set_new(o, "source_gone", json_boolean(gone));
     return o;
 }
 
@@ -2555,6 +2574,105 @@ static void h_message_raw(struct req *r)
 {
     r->buf_type = "message/rfc822";
     call_store(r, st_message, NULL);
+}
+
+/* ----------------------------------------------------------------- search */
+
+/*
+ * GET /search?q=&account=NAME&limit=&before=: the blind index (docs/security.md).
+ * The query is tokenised on the loop (cheap: 400 when it has no word) and
+ * blinded on the store thread with the user's search key; the store matches
+ * the terms within the user's own messages, newest first.
+ */
+static void st_search(struct mh_hub *h, void *arg)
+{
+    struct req *r = arg;
+    struct msg_ctx c;
+    char *terms = NULL;
+    if (!st_msg_prepare(h, r, &c))
+        goto out;
+    const struct mh_store_ops *ops = mh_hub_ops(h);
+    if (!MH_STORE_HAS(ops, source_list)) {
+        fail(r, 501, "not_implemented", "the configured store cannot search (it predates SDK 1.2)");
+        goto out;
+    }
+    if (r->q_account_name != NULL) {
+        struct acct_copy a;
+        int rc = st_account_get(h, r->target, 0, r->q_account_name, &a);
+        if (rc == 0 && parse_id(r->q_account_name, strlen(r->q_account_name)) > 0)
+            rc = st_account_get(h, r->target, parse_id(r->q_account_name, strlen(r->q_account_name)), NULL,
+                                &a);
+        if (rc <= 0) {
+            if (rc < 0)
+                fail_rc(r, rc, "account");
+            else
+                fail(r, 404, "not_found", "no account named '%s'", r->q_account_name);
+            goto out;
+        }
+        r->q_account = a.id;
+        acct_copy_clear(&a);
+    }
+    int rc = mh_hub_search_terms(h, r->target, r->q_search, &terms);
+    if (rc == MH_EINVAL || (rc == MH_OK && terms == NULL)) {
+        fail(r, 400, "bad_request", "the query has no word to search for");
+        goto out;
+    }
+    if (rc != MH_OK) {
+        fail_rc(r, rc, "user");
+        goto out;
+    }
+    struct mh_msg_query q = msg_query(r);
+    q.after_id = r->q_before; /* descending: ids below this */
+    q.descending = 1;
+    q.search = terms;
+    q.limit = (uint32_t)r->q_limit + 1;
+    c.arr = json_array();
+    rc = mh_hub_msg_each(h, &q, 0, 0, list_cb, &c);
+    if (rc != MH_OK) {
+        fail_rc(r, rc, "message");
+    } else {
+        r->out = json_object();
+        set_new(r->out, "messages", json_incref(c.arr));
+        set_new(r->out, "next_before", c.more ? json_integer(c.last_id) : json_null());
+    }
+out:
+    free(terms);
+    msg_ctx_clear(&c);
+}
+
+static void h_search(struct req *r)
+{
+    const char *q = qarg(r, "q");
+    if (q == NULL || *q == '\0') {
+        fail_reply(r, 400, "bad_request", "query parameter 'q' (the words to search for) is missing");
+        return;
+    }
+    if (strlen(q) > SEARCH_QUERY_MAX) {
+        fail_reply(r, 400, "bad_request", "the query is longer than %d bytes", SEARCH_QUERY_MAX);
+        return;
+    }
+    char *tokens = mh_search_query_tokens(q);
+    int empty = tokens == NULL || tokens[0] == '\0';
+    free(tokens);
+    if (empty) {
+        fail_reply(r, 400, "bad_request", "the query has no word to search for");
+        return;
+    }
+    if (q_int(r, "before", 1, INT64_MAX, 0, &r->q_before) ||
+        q_int(r, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &r->q_limit)) {
+        reply(r);
+        return;
+    }
+    const char *acct = qarg(r, "account");
+    if (acct != NULL) {
+        if (!mh_valid_name(acct)) {
+            fail_reply(r, 400, "bad_request", "query parameter 'account' must be an account name");
+            return;
+        }
+        r->q_account_name = mh_xstrdup(acct);
+    }
+    r->q_search = mh_xstrdup(q);
+    call_store(r, st_search, NULL);
 }
 
 static int buf_add(struct msg_ctx *c, const void *p, size_t n)
@@ -2734,6 +2852,7 @@ static const struct route routes[] = {
     {"GET", "messages", B_NONE, 1, h_messages},
     {"GET", "messages/#", B_NONE, 1, h_message},
     {"GET", "messages/#/raw", B_NONE, 1, h_message_raw},
+    {"GET", "search", B_NONE, 1, h_search},
     {"GET", "export", B_NONE, 1, h_export},
     {"POST", "verify", B_NONE, 1, h_verify},
 };
@@ -3065,6 +3184,8 @@ static void req_free(struct req *r)
     free(r->path);
     free(r->q_name);
     free(r->q_folder_name);
+    free(r->q_search);
+    free(r->q_account_name);
     free(r->name);
     free_secret(&r->password);
     free_secret(&r->phc);

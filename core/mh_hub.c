@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "mh_hub.h"
+#include "mh_search.h"
 #include "mh_crypto.h"
 #include "mh_log.h"
 #include "mh_mime.h"
@@ -25,6 +26,7 @@ struct hub_user {
     int64_t id;
     char *name;
     unsigned char key[MH_KEY_LEN];
+    unsigned char search_key[32]; /* derived from key: blinds the search terms */
     int have_acct;         /* usage/alloc loaded */
     uint64_t usage, alloc;
     int max_reported;
@@ -76,6 +78,7 @@ static void free_users(struct mh_hub *h)
         struct hub_user *u = h->users;
         h->users = u->next;
         mh_wipe(u->key, sizeof u->key);
+        mh_wipe(u->search_key, sizeof u->search_key);
         free(u->name);
         free(u);
     }
@@ -232,6 +235,7 @@ static struct hub_user *user_load(struct mh_hub *h, int64_t id, const char *name
     u->name = c.name;
     c.name = NULL;
     memcpy(u->key, key, MH_KEY_LEN);
+    mh_search_key(u->key, u->search_key);
     mh_wipe(key, key_len);
     free(key);
     user_copy_clear(&c);
@@ -247,6 +251,7 @@ static void user_forget(struct mh_hub *h, int64_t id)
             struct hub_user *u = *p;
             *p = u->next;
             mh_wipe(u->key, sizeof u->key);
+            mh_wipe(u->search_key, sizeof u->search_key);
             free(u->name);
             free(u);
             return;
@@ -649,7 +654,11 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     m.message_id = hd->message_id;
     m.date = hd->date;
     m.stored = (int64_t)time(NULL);
+    m.attachments = in->attachments;
+    char *terms = in->search_tokens ? mh_search_blind(u->search_key, in->search_tokens) : NULL;
+    m.search_terms = terms;
     rc = h->ops->put_message(h->state, &m, &in->ref);
+    free(terms);
     free(blob);
     if (rc == MH_OK && !in->ref.duplicate) {
         u->usage += in->raw_len;
@@ -659,14 +668,55 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     return rc;
 }
 
+/* The words a search can find: the decoded headers, the body's text and the attachments' names. */
+static char *search_tokens(const struct mh_mime_headers *hd, const struct mh_mime_body *b)
+{
+    const char *parts[] = {hd->subject, hd->from, hd->to, hd->cc, b->attachment_names, b->text};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        len += parts[i] ? strlen(parts[i]) + 1 : 0;
+    char *all = malloc(len + 1), *p = all;
+    if (all == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (parts[i]) {
+            size_t n = strlen(parts[i]);
+            memcpy(p, parts[i], n);
+            p += n;
+            *p++ = '\n';
+        }
+    *p = '\0';
+    char *tokens = mh_search_tokens(all, (size_t)(p - all), MH_HUB_SEARCH_TERMS_MAX);
+    free(all);
+    return tokens;
+}
+
 void mh_hub_prepare(struct mh_hub_ingest *in)
 {
     if (in->prepared)
         return;
     if (mh_mime_parse(in->raw, in->raw_len, &in->hdr) != 0)
         return;
+    struct mh_mime_body b;
+    if (mh_mime_parse_body(in->raw, in->raw_len, &b) != 0) {
+        mh_mime_headers_clear(&in->hdr);
+        return;
+    }
+    in->search_tokens = search_tokens(&in->hdr, &b);
+    in->attachments = b.attachments;
+    b.attachments = NULL;
+    mh_mime_body_clear(&b);
     mh_sha256(in->raw, in->raw_len, in->sha256);
     in->prepared = 1;
+}
+
+void mh_hub_ingest_clear(struct mh_hub_ingest *in)
+{
+    mh_mime_headers_clear(&in->hdr);
+    free(in->search_tokens);
+    free(in->attachments);
+    in->search_tokens = in->attachments = NULL;
+    in->prepared = 0;
 }
 
 /* -------------------------------------------------------------- reads */
@@ -759,4 +809,24 @@ int mh_hub_source_list(struct mh_hub *h, int64_t user_id, int64_t account_id, co
     if (!MH_STORE_HAS(h->ops, source_list))
         return MH_ENOTSUP;
     return h->ops->source_list(h->state, user_id, account_id, folder, cb, arg);
+}
+
+/* --------------------------------------------------------------- search */
+
+int mh_hub_search_terms(struct mh_hub *h, int64_t user_id, const char *query, char **terms_out)
+{
+    *terms_out = NULL;
+    if (query == NULL)
+        return MH_EINVAL;
+    int rc = 0;
+    struct hub_user *u = user_load(h, user_id, NULL, &rc);
+    if (u == NULL)
+        return rc < 0 ? rc : MH_ENOTFOUND;
+    char *t = mh_search_query(u->search_key, query);
+    if (t == NULL || t[0] == '\0') {
+        free(t);
+        return MH_EINVAL; /* no word to look for */
+    }
+    *terms_out = t;
+    return MH_OK;
 }

@@ -84,6 +84,8 @@ struct mh_hub_ingest {
     int prepared;
     unsigned char sha256[32];
     struct mh_mime_headers hdr;
+    char *search_tokens;          /* plaintext words for the blind index (never stored as such) */
+    char *attachments;            /* JSON array text, or NULL */
     /* out */
     struct mh_message_ref ref;
     struct mh_hub_quota_event ev[8];
@@ -92,10 +94,14 @@ struct mh_hub_ingest {
 int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in);
 /**
  * The part of ingest that needs no store and no key: parse the headers and
- * hash the bytes.  Thread-safe; the store lane runs it on its own thread,
+ * the body (text for the search index, attachments) and hash the bytes.  Thread-safe; the store lane runs it on its own thread,
  * ahead of the store thread.  Free in->hdr with mh_mime_headers_clear().
  */
 void mh_hub_prepare(struct mh_hub_ingest *in);
+/** Free what mh_hub_prepare() allocated. */
+void mh_hub_ingest_clear(struct mh_hub_ingest *in);
+/** At most this many distinct words of one message are indexed. */
+#define MH_HUB_SEARCH_TERMS_MAX 20000
 /** Forget cached accounting (after a failed flush): it is reloaded from the store. */
 void mh_hub_forget_accounting(struct mh_hub *h);
 
@@ -117,6 +123,13 @@ int mh_hub_source_list(struct mh_hub *h, int64_t user_id, int64_t account_id, co
 /** 1 if the store has the operation `field` of struct mh_store_ops. */
 #define MH_STORE_HAS(ops, field) \
     ((ops)->struct_size >= offsetof(struct mh_store_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
+
+/**
+ * A user's search query as the blind terms the store matches (store thread):
+ * MH_OK and *terms_out (malloc'ed), MH_EINVAL when the query has no word,
+ * MH_ENOTFOUND for an unknown user.
+ */
+int mh_hub_search_terms(struct mh_hub *h, int64_t user_id, const char *query, char **terms_out);
 
 /** Set an account's status text ("ok", "quota", "error: ..."), keeping everything else. */
 int mh_hub_account_set_status(struct mh_hub *h, int64_t account_id, const char *status);

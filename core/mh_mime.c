@@ -56,7 +56,10 @@
 
 #include "mh_mime.h"
 
+#include <errno.h>
 #include <gmime/gmime.h>
+#include <iconv.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -990,4 +993,751 @@ void mh_mime_headers_clear(struct mh_mime_headers *h)
     free(h->subject);
     free(h->message_id);
     memset(h, 0, sizeof *h);
+}
+
+/* ------------------------------------------------------------ the body */
+
+/*
+ * The body is read with GMime's MIME parser (a GMimeMessage), which is much
+ * slower than the header scan above but is the only sane way through
+ * nested multiparts, transfer encodings and charsets.  The parts are walked
+ * depth-first (at most BODY_MAX_DEPTH deep and BODY_MAX_PARTS parts); text
+ * is gathered into one buffer that stops growing at MH_MIME_BODY_TEXT_MAX.
+ */
+#define BODY_MAX_DEPTH 32
+#define BODY_MAX_PARTS 1000
+
+/* A growing text buffer with a cap (0: none); what does not fit is dropped. */
+struct gbuf {
+    char *p;
+    size_t len, cap, max;
+    int full, oom;
+};
+
+/* Appends n bytes; when the cap cuts them, the cut is on a UTF-8 character boundary. */
+static void gbuf_put(struct gbuf *b, const void *data, size_t n)
+{
+    const unsigned char *s = data;
+    if (b->full || b->oom || n == 0)
+        return;
+    if (b->max > 0 && b->len + n > b->max) {
+        n = b->max - b->len; /* s[n] exists: n shrank */
+        while (n > 0 && (s[n] & 0xc0) == 0x80)
+            n--;
+        b->full = 1;
+        if (n == 0)
+            return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void gbuf_free(struct gbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/*
+ * Appends text as clean UTF-8: invalid bytes become U+FFFD, CRLF and a lone
+ * CR become "\n", other controls (but "\n" and "\t") become spaces.
+ */
+static void put_clean_text(struct gbuf *b, const void *text, size_t n)
+{
+    static const unsigned char replacement[] = {0xef, 0xbf, 0xbd};
+    const unsigned char *p = text, *end = p + n, *run = p;
+    while (p < end && !b->full && !b->oom) {
+        uint32_t cp;
+        size_t k;
+        if (*p >= 0x20 && *p < 0x7f) {
+            p++;
+            continue;
+        }
+        if (*p == '\n' || *p == '\t') {
+            p++;
+            continue;
+        }
+        if (*p >= 0x80 && (k = utf8_char(p, (size_t)(end - p), &cp)) != 0 && !(cp >= 0x80 && cp <= 0x9f)) {
+            p += k;
+            continue;
+        }
+        gbuf_put(b, run, (size_t)(p - run));
+        if (*p == '\r') { /* CRLF is a line break, and so is a lone CR */
+            if (p + 1 == end || p[1] != '\n')
+                gbuf_put(b, "\n", 1);
+            p++;
+        } else if (*p < 0x80 || (utf8_char(p, (size_t)(end - p), &cp) != 0)) { /* a control character */
+            size_t len = *p < 0x80 ? 1 : 2;
+            gbuf_put(b, " ", 1);
+            p += len;
+        } else {
+            gbuf_put(b, replacement, sizeof replacement);
+            p++;
+        }
+        run = p;
+    }
+    gbuf_put(b, run, (size_t)(p - run));
+}
+
+static int utf8_valid(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k = utf8_char(p + i, n - i, &cp);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/*
+ * Converts in (n bytes) with cd into out.  strict: fail (-1) on the first
+ * invalid or incomplete sequence; otherwise each bad byte becomes U+FFFD.
+ */
+static int iconv_into(struct gbuf *out, iconv_t cd, const unsigned char *in, size_t n, int strict)
+{
+    static const char replacement[] = "\xef\xbf\xbd";
+    char obuf[8192];
+    char *ip = (char *)(uintptr_t)in;
+    size_t il = n;
+    iconv(cd, NULL, NULL, NULL, NULL);
+    while (il > 0 && !out->full && !out->oom) {
+        char *op = obuf;
+        size_t ol = sizeof obuf;
+        size_t r = iconv(cd, &ip, &il, &op, &ol);
+        int e = errno;
+        gbuf_put(out, obuf, (size_t)(op - obuf));
+        if (r != (size_t)-1)
+            break;
+        if (e == E2BIG)
+            continue;
+        if (strict || (e != EILSEQ && e != EINVAL))
+            return -1;
+        gbuf_put(out, replacement, 3);
+        ip++;
+        il--;
+    }
+    char *op = obuf;
+    size_t ol = sizeof obuf;
+    if (iconv(cd, NULL, NULL, &op, &ol) != (size_t)-1) /* the shift back of a stateful charset */
+        gbuf_put(out, obuf, (size_t)(op - obuf));
+    return 0;
+}
+
+/* Is charset a name of UTF-8 / US-ASCII (or absent)? */
+static int charset_is(const char *charset, const char *const *names)
+{
+    for (; *names; names++)
+        if (g_ascii_strcasecmp(charset, *names) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * The bytes of a text part in UTF-8 (not cleaned yet), appended to out.
+ * A known charset is converted leniently; no charset, US-ASCII with 8-bit
+ * bytes, or an unknown one: UTF-8 if valid, else the first of GB18030,
+ * Big5 that converts without an error, else ISO-8859-1.
+ */
+static void to_utf8(struct gbuf *out, const char *charset, const unsigned char *in, size_t n)
+{
+    static const char *const utf8_names[] = {"utf-8", "utf8", NULL};
+    static const char *const ascii_names[] = {"us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", NULL};
+    if (charset != NULL && *charset != '\0' && !charset_is(charset, ascii_names)) {
+        if (charset_is(charset, utf8_names)) {
+            gbuf_put(out, in, n);
+            return;
+        }
+        iconv_t cd = g_mime_iconv_open("UTF-8", charset);
+        if (cd != (iconv_t)-1) {
+            iconv_into(out, cd, in, n, 0);
+            g_mime_iconv_close(cd);
+            return;
+        }
+    }
+    if (utf8_valid(in, n)) {
+        gbuf_put(out, in, n);
+        return;
+    }
+    static const char *const fallback[] = {"GB18030", "Big5", NULL};
+    for (int i = 0; fallback[i] != NULL; i++) {
+        iconv_t cd = g_mime_iconv_open("UTF-8", fallback[i]);
+        if (cd == (iconv_t)-1)
+            continue;
+        struct gbuf tmp = {.max = out->max ? out->max - out->len + 4 : 0};
+        int rc = iconv_into(&tmp, cd, in, n, 1);
+        g_mime_iconv_close(cd);
+        if (rc == 0 && !tmp.oom) {
+            gbuf_put(out, tmp.p, tmp.len);
+            gbuf_free(&tmp);
+            return;
+        }
+        gbuf_free(&tmp);
+    }
+    for (size_t i = 0; i < n && !out->full; i++) { /* ISO-8859-1 */
+        unsigned char u[2];
+        if (in[i] < 0x80) {
+            gbuf_put(out, in + i, 1);
+        } else {
+            u[0] = (unsigned char)(0xc0 | in[i] >> 6);
+            u[1] = (unsigned char)(0x80 | (in[i] & 0x3f));
+            gbuf_put(out, u, 2);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ HTML to text */
+
+struct entity {
+    const char *name;
+    uint32_t cp;
+};
+
+static const struct entity entities[] = {
+    {"amp", '&'},       {"lt", '<'},       {"gt", '>'},        {"quot", '"'},     {"apos", '\''},
+    {"nbsp", 0xa0},     {"shy", 0xad},     {"copy", 0xa9},     {"reg", 0xae},     {"trade", 0x2122},
+    {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013},  {"lsquo", 0x2018}, {"rsquo", 0x2019},
+    {"ldquo", 0x201c},  {"rdquo", 0x201d}, {"sbquo", 0x201a},  {"bdquo", 0x201e}, {"bull", 0x2022},
+    {"middot", 0xb7},   {"euro", 0x20ac},  {"pound", 0xa3},    {"yen", 0xa5},     {"cent", 0xa2},
+    {"sect", 0xa7},     {"para", 0xb6},    {"deg", 0xb0},      {"plusmn", 0xb1},  {"laquo", 0xab},
+    {"raquo", 0xbb},    {"times", 0xd7},   {"divide", 0xf7},   {"iexcl", 0xa1},   {"iquest", 0xbf},
+    {"ensp", 0x2002},   {"emsp", 0x2003},  {"thinsp", 0x2009}, {"zwnj", 0x200c},  {"zwj", 0x200d},
+    {"Agrave", 0xc0},   {"Aacute", 0xc1},  {"Acirc", 0xc2},    {"Atilde", 0xc3},  {"Auml", 0xc4},
+    {"Aring", 0xc5},    {"AElig", 0xc6},   {"Ccedil", 0xc7},   {"Egrave", 0xc8},  {"Eacute", 0xc9},
+    {"Ecirc", 0xca},    {"Euml", 0xcb},    {"Igrave", 0xcc},   {"Iacute", 0xcd},  {"Icirc", 0xce},
+    {"Iuml", 0xcf},     {"ETH", 0xd0},     {"Ntilde", 0xd1},   {"Ograve", 0xd2},  {"Oacute", 0xd3},
+    {"Ocirc", 0xd4},    {"Otilde", 0xd5},  {"Ouml", 0xd6},     {"Oslash", 0xd8},  {"Ugrave", 0xd9},
+    {"Uacute", 0xda},   {"Ucirc", 0xdb},   {"Uuml", 0xdc},     {"Yacute", 0xdd},  {"THORN", 0xde},
+    {"szlig", 0xdf},    {"agrave", 0xe0},  {"aacute", 0xe1},   {"acirc", 0xe2},   {"atilde", 0xe3},
+    {"auml", 0xe4},     {"aring", 0xe5},   {"aelig", 0xe6},    {"ccedil", 0xe7},  {"egrave", 0xe8},
+    {"eacute", 0xe9},   {"ecirc", 0xea},   {"euml", 0xeb},     {"igrave", 0xec},  {"iacute", 0xed},
+    {"icirc", 0xee},    {"iuml", 0xef},    {"eth", 0xf0},      {"ntilde", 0xf1},  {"ograve", 0xf2},
+    {"oacute", 0xf3},   {"ocirc", 0xf4},   {"otilde", 0xf5},   {"ouml", 0xf6},    {"oslash", 0xf8},
+    {"ugrave", 0xf9},   {"uacute", 0xfa},  {"ucirc", 0xfb},    {"uuml", 0xfc},    {"yacute", 0xfd},
+    {"thorn", 0xfe},    {"yuml", 0xff},
+};
+
+static size_t put_cp(unsigned char *u, uint32_t cp)
+{
+    if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        cp = 0xfffd;
+    if (cp < 0x80) {
+        u[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        u[0] = (unsigned char)(0xc0 | cp >> 6);
+        u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xe0 | cp >> 12);
+        u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+        u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    u[0] = (unsigned char)(0xf0 | cp >> 18);
+    u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+    u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+    u[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static int is_ascii_alpha(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_ascii_alnum(unsigned char c)
+{
+    return is_ascii_alpha(c) || (c >= '0' && c <= '9');
+}
+
+/* The character reference at s[i] ('&'): its length and code point, or 0. */
+static size_t entity_at(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
+{
+    size_t j = i + 1;
+    if (j < n && s[j] == '#') {
+        int hex = j + 1 < n && (s[j + 1] == 'x' || s[j + 1] == 'X');
+        j += hex ? 2 : 1;
+        uint32_t v = 0;
+        size_t digits = 0;
+        while (j < n && digits < 8) {
+            unsigned char c = s[j];
+            int d = c >= '0' && c <= '9'          ? c - '0'
+                    : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                  : -1;
+            if (d < 0)
+                break;
+            v = v * (hex ? 16u : 10u) + (uint32_t)d;
+            digits++;
+            j++;
+        }
+        if (digits == 0)
+            return 0;
+        if (j < n && s[j] == ';')
+            j++;
+        *cp = v;
+        return j - i;
+    }
+    size_t start = j;
+    while (j < n && j - start < 8 && is_ascii_alnum(s[j]))
+        j++;
+    if (j == start || j >= n || s[j] != ';')
+        return 0;
+    for (size_t k = 0; k < sizeof entities / sizeof entities[0]; k++) {
+        if (strlen(entities[k].name) == j - start && memcmp(entities[k].name, s + start, j - start) == 0) {
+            *cp = entities[k].cp;
+            return j + 1 - i;
+        }
+    }
+    return 0;
+}
+
+/* Case-insensitive search for the ASCII lower-case needle in s[from..n); n if absent. */
+static size_t find_ci(const unsigned char *s, size_t n, size_t from, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = from; i + m <= n; i++) {
+        size_t k = 0;
+        while (k < m && ascii_lower(s[i + k]) == (unsigned char)needle[k])
+            k++;
+        if (k == m)
+            return i;
+    }
+    return n;
+}
+
+/* Tags that do not break a word ("<b>W</b>ord" is one word). */
+static int is_inline_tag(const unsigned char *name, size_t n)
+{
+    static const char *const tags[] = {
+        "a",      "abbr", "b",   "bdi",  "bdo",  "big",  "cite", "code", "data",  "del",   "dfn",  "em",
+        "font",   "i",    "ins", "kbd",  "mark", "nobr", "q",    "s",    "samp",  "small", "span", "strike",
+        "strong", "sub",  "sup", "time", "tt",   "u",    "var",  "wbr",  "label", NULL};
+    for (int k = 0; tags[k] != NULL; k++)
+        if (name_is(name, n, tags[k]))
+            return 1;
+    return 0;
+}
+
+/* The readable text of HTML (UTF-8) appended to out, cleaned. */
+static void html_to_text(struct gbuf *out, const unsigned char *s, size_t n)
+{
+    size_t i = 0, run = 0;
+    size_t open_from[2] = {SIZE_MAX, SIZE_MAX}; /* a ' (0) or " (1) opened at or after this never closes */
+    while (i < n && !out->full && !out->oom) {
+        if (s[i] != '<' && s[i] != '&') {
+            i++;
+            continue;
+        }
+        put_clean_text(out, s + run, i - run);
+        if (s[i] == '&') {
+            uint32_t cp;
+            size_t k = entity_at(s, n, i, &cp);
+            if (k == 0) {
+                put_clean_text(out, "&", 1);
+                i++;
+            } else {
+                unsigned char u[4];
+                put_clean_text(out, u, put_cp(u, cp));
+                i += k;
+            }
+            run = i;
+            continue;
+        }
+        /* '<' */
+        if (i + 3 < n && memcmp(s + i + 1, "!--", 3) == 0) {
+            size_t e = find_ci(s, n, i + 4, "-->");
+            i = e < n ? e + 3 : n;
+            run = i;
+            continue;
+        }
+        size_t j = i + 1;
+        int closing = j < n && s[j] == '/';
+        if (closing)
+            j++;
+        if (j >= n || (!is_ascii_alpha(s[j]) && s[j] != '!' && s[j] != '?')) {
+            i++; /* a literal '<' */
+            run = i - 1;
+            continue;
+        }
+        size_t name = j;
+        while (j < n && (is_ascii_alnum(s[j]) || s[j] == '-' || s[j] == ':'))
+            j++;
+        size_t name_len = j - name;
+        /*
+         * The end of the tag: '>' outside quoted attribute values; when a
+         * quote never closes, the first '>'.  A quote that did not close
+         * from some position never closes from a later one (open_from), so
+         * every byte is looked at a bounded number of times.
+         */
+        size_t k = j;
+        for (;;) {
+            while (k < n && s[k] != '>' && s[k] != '"' && s[k] != '\'')
+                k++;
+            if (k >= n || s[k] == '>')
+                break;
+            if (!(s[k - 1] == '=' || s[k - 1] == ' ')) { /* not the start of a value */
+                k++;
+                continue;
+            }
+            int dq = s[k] == '"';
+            const unsigned char *qend = k + 1 < open_from[dq] ? memchr(s + k + 1, s[k], n - k - 1) : NULL;
+            if (qend == NULL) {
+                if (k + 1 < open_from[dq])
+                    open_from[dq] = k + 1;
+                const unsigned char *gt = memchr(s + j, '>', n - j);
+                k = gt != NULL ? (size_t)(gt - s) : n;
+                break;
+            }
+            k = (size_t)(qend - s) + 1;
+        }
+        size_t end = k < n ? k + 1 : n;
+        if (!closing && (name_is(s + name, name_len, "script") || name_is(s + name, name_len, "style") ||
+                         name_is(s + name, name_len, "title"))) {
+            /* skipped with their content (a title is nearly always the subject again) */
+            char close[16];
+            snprintf(close, sizeof close, "</%.*s", (int)name_len, (const char *)s + name);
+            for (char *c = close; *c; c++)
+                *c = (char)ascii_lower((unsigned char)*c);
+            size_t e = find_ci(s, n, end, close);
+            if (e < n) {
+                while (e < n && s[e] != '>')
+                    e++;
+                end = e < n ? e + 1 : n;
+            } else {
+                end = n;
+            }
+        }
+        if (!is_inline_tag(s + name, name_len) && out->len > 0 && out->p[out->len - 1] != '\n')
+            put_clean_text(out, "\n", 1);
+        i = end;
+        run = i;
+    }
+    put_clean_text(out, s + run, i - run);
+}
+
+/* The charset of a <meta> in the first 2 KiB of HTML without a declared one, or NULL. */
+static char *html_meta_charset(const unsigned char *s, size_t n)
+{
+    size_t lim = n < 2048 ? n : 2048;
+    size_t i = find_ci(s, lim, 0, "charset=");
+    if (i >= lim)
+        return NULL;
+    i += 8;
+    while (i < lim && (s[i] == '"' || s[i] == '\'' || s[i] == ' '))
+        i++;
+    size_t j = i;
+    while (j < lim && j - i < 40 &&
+           (is_ascii_alnum(s[j]) || s[j] == '-' || s[j] == '_' || s[j] == '.' || s[j] == ':'))
+        j++;
+    if (j == i)
+        return NULL;
+    return g_strndup((const char *)s + i, j - i);
+}
+
+/* ------------------------------------------------------------ walking the parts */
+
+struct body_ctx {
+    struct gbuf text, names;
+    json_t *att;
+    int parts, oom;
+};
+
+static void text_sep(struct body_ctx *c)
+{
+    if (c->text.len > 0 && c->text.p[c->text.len - 1] != '\n')
+        gbuf_put(&c->text, "\n", 1);
+}
+
+/* The decoded content of a leaf part (transfer encoding undone), or NULL. */
+static GByteArray *part_bytes(GMimePart *part)
+{
+    GMimeDataWrapper *w = g_mime_part_get_content(part);
+    if (w == NULL)
+        return NULL;
+    GMimeStream *s = g_mime_stream_mem_new();
+    g_mime_data_wrapper_write_to_stream(w, s);
+    GByteArray *a = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(s));
+    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(s), FALSE);
+    g_object_unref(s);
+    return a;
+}
+
+static int64_t part_size(GMimePart *part)
+{
+    GMimeDataWrapper *w = g_mime_part_get_content(part);
+    if (w == NULL)
+        return 0;
+    GMimeStream *s = g_mime_stream_null_new();
+    g_mime_data_wrapper_write_to_stream(w, s);
+    int64_t n = (int64_t)GMIME_STREAM_NULL(s)->written;
+    g_object_unref(s);
+    return n;
+}
+
+static int is_attachment(GMimeObject *o)
+{
+    GMimeContentDisposition *d = g_mime_object_get_content_disposition(o);
+    if (d != NULL && g_mime_content_disposition_is_attachment(d))
+        return 1;
+    return GMIME_IS_PART(o) && g_mime_part_get_filename(GMIME_PART(o)) != NULL;
+}
+
+/* A text/plain (html 0) or text/html (html 1) part that is body text, not an attachment. */
+static int is_body_text(GMimeObject *o, int html)
+{
+    if (!GMIME_IS_PART(o) || is_attachment(o))
+        return 0;
+    GMimeContentType *ct = g_mime_object_get_content_type(o);
+    return ct != NULL && g_mime_content_type_is_type(ct, "text", html ? "html" : "plain");
+}
+
+static void add_attachment(struct body_ctx *c, const char *name, const char *type, int64_t size)
+{
+    json_t *o = json_object();
+    char *clean_name = NULL;
+    if (name != NULL) {
+        struct clean cl;
+        clean_init(&cl);
+        clean_puts(&cl, name);
+        int oom = 0;
+        clean_name = clean_finish(&cl, &oom);
+        if (oom)
+            c->oom = 1;
+    }
+    if (o == NULL) {
+        c->oom = 1;
+        free(clean_name);
+        return;
+    }
+    json_object_set_new(o, "name", clean_name != NULL ? json_string(clean_name) : json_null());
+    json_object_set_new(o, "type", json_string(type));
+    json_object_set_new(o, "size", json_integer((json_int_t)size));
+    if (json_array_append_new(c->att, o) != 0)
+        c->oom = 1;
+    if (clean_name != NULL) {
+        if (c->names.len > 0)
+            gbuf_put(&c->names, "\n", 1);
+        gbuf_put(&c->names, clean_name, strlen(clean_name));
+    }
+    free(clean_name);
+}
+
+static void leaf(struct body_ctx *c, GMimePart *part)
+{
+    GMimeObject *o = GMIME_OBJECT(part);
+    GMimeContentType *ct = g_mime_object_get_content_type(o);
+    int plain = is_body_text(o, 0), html = !plain && is_body_text(o, 1);
+    if (plain || html) {
+        if (c->text.full)
+            return;
+        GByteArray *a = part_bytes(part);
+        if (a == NULL)
+            return;
+        const char *charset = g_mime_object_get_content_type_parameter(o, "charset");
+        char *meta =
+            html && (charset == NULL || *charset == '\0') ? html_meta_charset(a->data, a->len) : NULL;
+        text_sep(c);
+        if (plain) {
+            struct gbuf u = {.max = MH_MIME_BODY_TEXT_MAX};
+            to_utf8(&u, charset, a->data, a->len);
+            put_clean_text(&c->text, u.p, u.len);
+            c->oom |= u.oom;
+            gbuf_free(&u);
+        } else {
+            struct gbuf u = {.max = 16 * MH_MIME_BODY_TEXT_MAX}; /* markup is longer than its text */
+            to_utf8(&u, meta != NULL ? meta : charset, a->data, a->len);
+            html_to_text(&c->text, (const unsigned char *)u.p, u.len);
+            c->oom |= u.oom;
+            gbuf_free(&u);
+        }
+        g_free(meta);
+        g_byte_array_free(a, TRUE);
+        return;
+    }
+    char *type = ct != NULL ? g_mime_content_type_get_mime_type(ct) : NULL;
+    if (type != NULL)
+        for (char *p = type; *p; p++)
+            *p = (char)ascii_lower((unsigned char)*p);
+    const char *t = type != NULL ? type : "application/octet-stream";
+    if (strcmp(t, "application/pgp-signature") != 0 && strcmp(t, "application/pkcs7-signature") != 0 &&
+        strcmp(t, "application/x-pkcs7-signature") != 0)
+        add_attachment(c, g_mime_part_get_filename(part), t, part_size(part));
+    g_free(type);
+}
+
+static void walk(struct body_ctx *c, GMimeObject *o, int depth);
+
+static void embedded_message(struct body_ctx *c, GMimeMessagePart *mp, int depth)
+{
+    GMimeMessage *m = g_mime_message_part_get_message(mp);
+    GMimeObject *o = GMIME_OBJECT(mp);
+    const char *fname = NULL;
+    GMimeContentDisposition *d = g_mime_object_get_content_disposition(o);
+    if (d != NULL)
+        fname = g_mime_content_disposition_get_parameter(d, "filename");
+    if (fname == NULL)
+        fname = g_mime_object_get_content_type_parameter(o, "name");
+    int64_t size = 0;
+    if (m != NULL) {
+        GMimeStream *s = g_mime_stream_null_new();
+        g_mime_object_write_to_stream(GMIME_OBJECT(m), NULL, s);
+        size = (int64_t)GMIME_STREAM_NULL(s)->written;
+        g_object_unref(s);
+    }
+    add_attachment(c,
+                   fname != NULL ? fname
+                   : m != NULL   ? g_mime_message_get_subject(m)
+                                 : NULL,
+                   "message/rfc822", size);
+    if (m == NULL)
+        return;
+    /* an attached (forwarded) message: its subject and senders, then its parts */
+    static const GMimeAddressType types[] = {GMIME_ADDRESS_TYPE_FROM, GMIME_ADDRESS_TYPE_TO,
+                                             GMIME_ADDRESS_TYPE_CC};
+    const char *subject = g_mime_message_get_subject(m);
+    text_sep(c);
+    if (subject != NULL) {
+        put_clean_text(&c->text, subject, strlen(subject));
+        text_sep(c);
+    }
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        InternetAddressList *l = g_mime_message_get_addresses(m, types[i]);
+        if (l == NULL || internet_address_list_length(l) == 0)
+            continue;
+        char *s = internet_address_list_to_string(l, NULL, FALSE);
+        if (s != NULL) {
+            put_clean_text(&c->text, s, strlen(s));
+            text_sep(c);
+        }
+        g_free(s);
+    }
+    walk(c, g_mime_message_get_mime_part(m), depth + 1);
+}
+
+static void walk(struct body_ctx *c, GMimeObject *o, int depth)
+{
+    if (o == NULL || depth > BODY_MAX_DEPTH || c->parts >= BODY_MAX_PARTS || c->oom)
+        return;
+    c->parts++;
+    if (GMIME_IS_MULTIPART(o)) {
+        GMimeMultipart *mp = GMIME_MULTIPART(o);
+        int n = g_mime_multipart_get_count(mp);
+        GMimeContentType *ct = g_mime_object_get_content_type(o);
+        if (ct != NULL && g_mime_content_type_is_type(ct, "multipart", "alternative") && n > 0) {
+            /* the same text twice: the plain one if there is one, else the last (richest) */
+            for (int i = 0; i < n; i++) {
+                GMimeObject *part = g_mime_multipart_get_part(mp, i);
+                if (is_body_text(part, 0)) {
+                    walk(c, part, depth + 1);
+                    return;
+                }
+            }
+            walk(c, g_mime_multipart_get_part(mp, n - 1), depth + 1);
+            return;
+        }
+        for (int i = 0; i < n; i++)
+            walk(c, g_mime_multipart_get_part(mp, i), depth + 1);
+    } else if (GMIME_IS_MESSAGE_PART(o)) {
+        embedded_message(c, GMIME_MESSAGE_PART(o), depth);
+    } else if (GMIME_IS_PART(o)) {
+        leaf(c, GMIME_PART(o));
+    }
+}
+
+int mh_mime_parse_body(const void *raw, size_t len, struct mh_mime_body *b)
+{
+    memset(b, 0, sizeof *b);
+    if (raw == NULL || len == 0)
+        return 0;
+    mh_mime_init();
+    struct body_ctx c = {.text = {.max = MH_MIME_BODY_TEXT_MAX}};
+    c.att = json_array();
+    if (c.att == NULL)
+        return -1;
+
+    GMimeStream *stream = g_mime_stream_mem_new_with_buffer(raw, len);
+    GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    g_mime_parser_set_respect_content_length(parser, FALSE);
+    GMimeMessage *m = g_mime_parser_construct_message(parser, mime_options);
+    if (m != NULL) {
+        walk(&c, g_mime_message_get_mime_part(m), 0);
+        g_object_unref(m);
+    } else {
+        /* not even a message to GMime: the bytes after the header block, as text */
+        const unsigned char *p = raw, *end = p + len, *body = p;
+        for (const unsigned char *q = p; q < end; q++) {
+            if (*q == '\n' &&
+                (q + 1 < end && (q[1] == '\n' || (q[1] == '\r' && q + 2 < end && q[2] == '\n')))) {
+                body = q + 1;
+                break;
+            }
+        }
+        struct gbuf u = {.max = MH_MIME_BODY_TEXT_MAX};
+        to_utf8(&u, NULL, body, (size_t)(end - body));
+        put_clean_text(&c.text, u.p, u.len);
+        c.oom |= u.oom;
+        gbuf_free(&u);
+    }
+    g_object_unref(parser);
+    g_object_unref(stream);
+
+    int oom = c.oom || c.text.oom || c.names.oom;
+    /* trailing newlines are no text */
+    while (c.text.len > 0 && (c.text.p[c.text.len - 1] == '\n' || c.text.p[c.text.len - 1] == ' '))
+        c.text.p[--c.text.len] = '\0';
+    if (!oom && c.text.len > 0) {
+        b->text = c.text.p;
+        b->text_len = c.text.len;
+        c.text.p = NULL;
+    }
+    if (!oom && json_array_size(c.att) > 0) {
+        b->attachments = json_dumps(c.att, JSON_COMPACT);
+        if (b->attachments == NULL)
+            oom = 1;
+        if (c.names.len > 0) {
+            b->attachment_names = c.names.p;
+            c.names.p = NULL;
+        }
+    }
+    json_decref(c.att);
+    gbuf_free(&c.text);
+    gbuf_free(&c.names);
+    if (oom) {
+        mh_mime_body_clear(b);
+        return -1;
+    }
+    return 0;
+}
+
+void mh_mime_body_clear(struct mh_mime_body *b)
+{
+    if (b == NULL)
+        return;
+    free(b->text);
+    free(b->attachments);
+    free(b->attachment_names);
+    memset(b, 0, sizeof *b);
 }

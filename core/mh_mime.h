@@ -35,4 +35,34 @@ void mh_mime_init(void);
 int mh_mime_parse(const void *raw, size_t len, struct mh_mime_headers *h);
 void mh_mime_headers_clear(struct mh_mime_headers *h);
 
+/* The most text mh_mime_parse_body() returns (the rest of a longer body is not indexed). */
+#define MH_MIME_BODY_TEXT_MAX ((size_t)1 << 20)
+
+struct mh_mime_body {
+    char *text;              /* the readable text, UTF-8, parts separated by "\n"; NULL if none */
+    size_t text_len;         /* strlen(text), at most MH_MIME_BODY_TEXT_MAX */
+    char *attachments;       /* JSON array text of {"name","type","size"}; NULL if none */
+    char *attachment_names;  /* the attachments' names, "\n"-separated (for the search index); NULL if none */
+};
+
+/**
+ * Parse the whole message (GMime's MIME parser) into b (zeroed first): the
+ * decoded text of its text/plain parts and of its text/html parts (tags,
+ * comments, scripts and styles dropped, entities decoded; a
+ * multipart/alternative gives its text/plain part only, when it has one),
+ * of any charset GMime's iconv knows (a part without a charset, or with an
+ * unknown one, is read as UTF-8, else GB18030, else Big5, else ISO-8859-1),
+ * transfer encodings undone; the subject and senders of attached messages
+ * (message/rfc822), whose parts are read too.  Every other part, and a text
+ * part that is an attachment (Content-Disposition: attachment, or a file
+ * name), is listed in attachments: name (null if none), type ("image/png"),
+ * size (decoded bytes); signatures (application/pgp-signature, pkcs7) are
+ * not listed.  Text is valid UTF-8 without control characters other than
+ * "\n" and "\t", cut at MH_MIME_BODY_TEXT_MAX bytes on a character boundary.
+ * Malformed MIME never fails: whatever could be read is returned.
+ * Thread-safe.  Returns 0, or -1 on allocation failure (b is then empty).
+ */
+int mh_mime_parse_body(const void *raw, size_t len, struct mh_mime_body *b);
+void mh_mime_body_clear(struct mh_mime_body *b);
+
 #endif

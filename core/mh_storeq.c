@@ -71,7 +71,7 @@ struct mh_storeq {
 
 static void req_free(struct req *r)
 {
-    mh_mime_headers_clear(&r->in.hdr);
+    mh_hub_ingest_clear(&r->in);
     free(r->provider);
     free(r->user);
     free(r->account);

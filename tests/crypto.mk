@@ -30,7 +30,7 @@ bench_mime_bench_LDADD = $(TEST_LIBS)
 # the script runs the replay program on tests/fuzz/corpus/mime.
 check_PROGRAMS += tests/fuzz/fuzz_mime_replay
 TESTS += tests/fuzz/replay_mime.sh
-tests_fuzz_fuzz_mime_replay_SOURCES = tests/fuzz/fuzz_mime.c tests/fuzz/fuzz_main.c core/mh_mime.c
+tests_fuzz_fuzz_mime_replay_SOURCES = tests/fuzz/fuzz_mime.c tests/fuzz/fuzz_main.c core/mh_mime.c core/mh_search.c
 tests_fuzz_fuzz_mime_replay_CFLAGS = $(TEST_CFLAGS)
 tests_fuzz_fuzz_mime_replay_LDADD = $(TEST_LIBS)
 
@@ -38,11 +38,11 @@ tests_fuzz_fuzz_mime_replay_LDADD = $(TEST_LIBS)
 #   ./tests/fuzz/fuzz_mime -max_total_time=30 corpus_copy/
 if FUZZERS
 noinst_PROGRAMS += tests/fuzz/fuzz_mime
-tests_fuzz_fuzz_mime_SOURCES = tests/fuzz/fuzz_mime.c core/mh_mime.c
-tests_fuzz_fuzz_mime_CFLAGS = $(AM_CFLAGS) $(GMIME_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	-fno-omit-frame-pointer
+tests_fuzz_fuzz_mime_SOURCES = tests/fuzz/fuzz_mime.c core/mh_mime.c core/mh_search.c
+tests_fuzz_fuzz_mime_CFLAGS = $(AM_CFLAGS) $(GMIME_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) \
+	-fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 tests_fuzz_fuzz_mime_LDFLAGS = -fsanitize=fuzzer,address,undefined
-tests_fuzz_fuzz_mime_LDADD = $(GMIME_LIBS) $(PTHREAD_LIBS)
+tests_fuzz_fuzz_mime_LDADD = $(GMIME_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(PTHREAD_LIBS)
 endif
 
 EXTRA_DIST += tests/fuzz/corpus/mime tests/fuzz/replay_mime.sh

@@ -22,3 +22,4 @@ include tests/api.mk
 include tests/ctl.mk
 include tests/mbox.mk
 include tests/hub.mk
+include tests/search.mk

@@ -1,7 +1,7 @@
 #!/bin/sh
 # mailhubctl against the real mailhubd: usage and connection errors first, then
-# users, tokens, phone binding, an mbox import, reading, export (Maildir and
-# mboxrd, byte for byte) and verify, all through mailhubctl alone.
+# users, tokens, phone binding, an mbox import, reading, search, export (Maildir
+# and mboxrd, byte for byte) and verify, all through mailhubctl alone.
 . "$(dirname "$0")/lib.sh"
 
 CTL="$top_builddir/core/mailhubctl"
@@ -59,7 +59,7 @@ helps_ok=1
 for c in health register login logout whoami token "user list" "user add" "user show" "user set" "user delete" \
     "phone set" "phone clear" "email set" "email clear" "account list" "account add" "account show" \
     "account set" "account pause" "account resume" "account remove" "account sync" import messages \
-    "message show" "message raw" export verify quota; do
+    "message show" "message raw" search export verify quota; do
     # shellcheck disable=SC2086 # the command is two words on purpose
     if ! "$CTL" $c --help >"$T/out" 2>&1 || ! grep -q "^Usage: mailhubctl .*$c" "$T/out"; then
         helps_ok=0
@@ -102,7 +102,7 @@ YAML
 }
 up_or_dead() { "$CTL" --url "$URL" -q health >/dev/null 2>&1 || ! kill -0 "$DAEMON_PID" 2>/dev/null; }
 # a port that is free: try a few, the daemon refuses to start on a taken one
-seed=$(( $$ + $(date +%S) * 61 ))
+seed=$(( $$ + $(date +%s) % 60 * 61 )) # %s: "08" from %S is not a number to sh
 for attempt in 1 2 3 4 5 6; do
     PORT=$(( 20000 + (seed + attempt * 1907) % 12000 ))
     URL="http://127.0.0.1:$PORT"
@@ -222,6 +222,35 @@ expect_rc "message show" 0 "$CTL" message show "$(basename "$id10")"
 check "message show has the subject" grep -q '^subject *message 10$' "$T/out"
 expect_rc "another user's message is not found" 1 "$CTL" --token "$TOK_B" message raw "$(basename "$id10")"
 check "... with not_found" grep -q '(not_found)$' "$T/err"
+
+# ---- search ----------------------------------------------------------------
+# every third message has the subject "你好 世界 N" (RFC 2047); every body says "body of message N"
+expect_rc "search a Chinese word" 0 "$CTL" -q search 你好
+check "... finds the 13 messages that have it" [ "$(($(wc -l <"$T/out") - 1))" -eq 13 ]
+check "... newest first" sh -c "awk 'NR > 1 { print \$1 }' '$T/out' | sort -nrc"
+expect_rc "search two words with --limit 5" 0 "$CTL" search 你好 世界 --limit 5
+check "... prints 5" [ "$(($(wc -l <"$T/out") - 1))" -eq 5 ]
+check "... and says how to get the next page" grep -q 'more messages match: --before [0-9]' "$T/err"
+expect_rc "search --limit 0 pages through everything" 0 "$CTL" -q search body --account takeout --limit 0
+check "... every message has the word" [ "$(($(wc -l <"$T/out") - 1))" -eq "$N" ]
+TENTH=$(awk 'NR == 11 { print $1 }' "$T/out")
+expect_rc "search --before the tenth newest" 0 "$CTL" -q search body --before "$TENTH" --limit 0
+check "... lists the older ones only" [ "$(($(wc -l <"$T/out") - 1))" -eq $((N - 10)) ]
+check "... the first below it" [ "$(awk 'NR == 2 { print ($1 < '"$TENTH"') }' "$T/out")" = 1 ]
+expect_rc "search --json" 0 "$CTL" --json search message 10
+check "... only message 10 has both words" \
+    [ "$("${MH_PYTHON:-python3}" -c 'import json, sys; d = json.load(open(sys.argv[1]))
+print(" ".join(m["message_id"] for m in d["messages"]), d["next_before"])' "$T/out")" = "ctl10@example.com None" ]
+expect_rc "search an address" 0 "$CTL" --json search S7@Example.com
+check "... finds its sender's message" grep -q '"message_id": "ctl7@example.com"' "$T/out"
+expect_rc "search with no word is a usage error" 2 "$CTL" search
+expect_rc "a query the server finds no word in is refused" 1 "$CTL" search "a !"
+check "... with bad_request" grep -q '(bad_request)$' "$T/err"
+expect_rc "another user's search" 0 "$CTL" --token "$TOK_B" search 你好
+check "... finds none of alice's mail" [ ! -s "$T/out" ]
+check "... and says so" grep -q 'no message matches' "$T/err"
+expect_rc "search in an account that does not exist" 1 "$CTL" search body --account nosuch
+check "... is not_found" grep -q '(not_found)$' "$T/err"
 
 # ---- export ----------------------------------------------------------------
 expect_rc "export --format maildir" 0 "$CTL" export --format maildir --output "$T/md"

@@ -614,6 +614,83 @@ static void test_notify_and_rematch(void **state)
     mh_bus_unsubscribe(&sub);
 }
 
+struct search_q {
+    int64_t user_id;
+    const char *query;
+    int rc;
+    size_t n;
+    char terms[512];
+};
+
+static int count_cb(void *arg, const struct mh_msg_rec *m, const void *raw, size_t len, const char *problem)
+{
+    (void)m;
+    (void)raw;
+    (void)len;
+    (void)problem;
+    ((struct search_q *)arg)->n++;
+    return 0;
+}
+
+static void search_fn(struct mh_hub *hub, void *arg)
+{
+    struct search_q *q = arg;
+    char *terms = NULL;
+    q->n = 0;
+    q->rc = mh_hub_search_terms(hub, q->user_id, q->query, &terms);
+    if (q->rc != MH_OK)
+        return;
+    snprintf(q->terms, sizeof q->terms, "%s", terms);
+    struct mh_msg_query mq = {.struct_size = sizeof mq, .user_id = q->user_id, .search = terms, .descending = 1};
+    q->rc = mh_hub_msg_each(hub, &mq, 0, 0, count_cb, q);
+    free(terms);
+}
+
+static size_t search(struct env *e, int64_t user_id, const char *query, int *rc, char *terms, size_t terms_len)
+{
+    struct search_q q = {.user_id = user_id, .query = query};
+    mh_storeq_call_sync(e->q, search_fn, &q);
+    *rc = q.rc;
+    if (terms)
+        snprintf(terms, terms_len, "%s", q.terms);
+    return q.n;
+}
+
+/* Full-text search over the blind index: words of the subject, body and attachment names are found,
+ * in any script; the index holds keyed hashes, different for each user, never the words. */
+static void test_search(void **state)
+{
+    struct env *e = *state;
+    const char *raw = "From: Alice Chen <alice@corp.example>\r\nTo: bob@example.com\r\n"
+                      "Subject: =?UTF-8?B?5a2j5bqm5oql5ZGK?= Quarterly\r\nMessage-ID: <s1@corp.example>\r\n"
+                      "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                      "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nRevenue grew in Shenzhen\r\n"
+                      "--b\r\nContent-Type: application/pdf; name=budget-plan.pdf\r\n"
+                      "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+    struct put_res r = put_one(e, e->acct1, raw, strlen(raw), "s:1");
+    assert_int_equal(r.rc, MH_OK);
+    int64_t alice = e->user_id;
+    int rc;
+    char t1[512], t2[512];
+    assert_int_equal(search(e, alice, "revenue", &rc, t1, sizeof t1), 1);
+    assert_int_equal(rc, MH_OK);
+    assert_int_equal(search(e, alice, "季度", &rc, NULL, 0), 1);         /* from the encoded subject */
+    assert_int_equal(search(e, alice, "shenzhen REVENUE", &rc, NULL, 0), 1);
+    assert_int_equal(search(e, alice, "budget", &rc, NULL, 0), 1);       /* an attachment's name */
+    assert_int_equal(search(e, alice, "alice@corp.example", &rc, NULL, 0), 1);
+    assert_int_equal(search(e, alice, "revenue missing", &rc, NULL, 0), 0);
+    search(e, alice, "  ,, ", &rc, NULL, 0);
+    assert_int_equal(rc, MH_EINVAL);
+    /* the terms are not the words */
+    assert_null(strcasestr(t1, "revenue"));
+    /* bob has the same message: his terms for the same word differ, and he finds only his own */
+    new_user(e, "bob");
+    r = put_one(e, e->acct1, raw, strlen(raw), "s:1");
+    assert_int_equal(search(e, e->user_id, "revenue", &rc, t2, sizeof t2), 1);
+    assert_string_not_equal(t1, t2);
+    assert_int_equal(search(e, alice, "revenue", &rc, NULL, 0), 1);
+}
+
 /* Another master key cannot open the user's data key: reads fail, nothing is returned. */
 static void test_wrong_master_key(void **state)
 {
@@ -647,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_encrypted_at_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify_and_rematch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "mh_mime.h"
 
@@ -697,10 +698,388 @@ static void test_body_ignored(void **state)
     free(msg);
 }
 
+/* ------------------------------------------------------------ bodies */
+
+/* Base64 of n bytes, lines of 76 characters (malloc'ed). */
+static char *b64(const void *data, size_t n)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *b = data;
+    char *w = malloc(4 * (n / 3 + 1) + n / 57 * 2 + 8);
+    assert_non_null(w);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v =
+            (unsigned)b[i] << 16 | (i + 1 < n ? (unsigned)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
+        w[o++] = al[v >> 18 & 63];
+        w[o++] = al[v >> 12 & 63];
+        w[o++] = i + 1 < n ? al[v >> 6 & 63] : '=';
+        w[o++] = i + 2 < n ? al[v & 63] : '=';
+        if ((i / 3 + 1) % 19 == 0)
+            w[o++] = '\n';
+    }
+    w[o] = '\0';
+    return w;
+}
+
+/* Parses a message (a C string) that must not fail; checks the text is clean UTF-8. */
+static void body_of(const char *msg, struct mh_mime_body *b)
+{
+    assert_int_equal(mh_mime_parse_body(msg, strlen(msg), b), 0);
+    if (b->text != NULL) {
+        assert_int_equal(strlen(b->text), b->text_len);
+        assert_true(b->text_len <= MH_MIME_BODY_TEXT_MAX);
+        json_t *j = json_stringn(b->text, b->text_len); /* jansson accepts valid UTF-8 only */
+        assert_non_null(j);
+        json_decref(j);
+        for (size_t i = 0; i < b->text_len; i++) {
+            unsigned char c = (unsigned char)b->text[i];
+            assert_true(c >= 0x20 || c == '\n' || c == '\t');
+            assert_true(c != 0x7f);
+        }
+    }
+}
+
+static void test_body_charsets(void **state)
+{
+    (void)state;
+    struct mh_mime_body b;
+    /* GB2312 label (GBK text), base64 */
+    char *e = b64(GBK_NOTICE, strlen(GBK_NOTICE));
+    char msg[4096];
+    snprintf(msg, sizeof msg,
+             "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=gb2312\r\n"
+             "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n",
+             e);
+    free(e);
+    body_of(msg, &b);
+    assert_non_null(b.text);
+    assert_string_equal(b.text, "会议通知：明天下午三点");
+    assert_null(b.attachments);
+    mh_mime_body_clear(&b);
+    /* Big5, quoted-printable */
+    body_of("Content-Type: text/plain; charset=big5\nContent-Transfer-Encoding: quoted-printable\n\n"
+            "=BB=4F=C6=57=B9=71=B8=A3 ok=\n soft\n",
+            &b);
+    assert_non_null(b.text);
+    assert_non_null(strstr(b.text, "臺灣電腦 ok soft"));
+    mh_mime_body_clear(&b);
+    /* ISO-2022-JP (stateful), 7bit */
+    body_of("Content-Type: text/plain; charset=\"ISO-2022-JP\"\n\n" JIS_KONNICHIWA " " JIS_YAMADA "\n", &b);
+    assert_non_null(b.text);
+    assert_string_equal(b.text, "こんにちは 山田太郎");
+    mh_mime_body_clear(&b);
+    /* no charset at all: UTF-8 if valid, else GB18030, else Big5, else ISO-8859-1 */
+    body_of("Subject: no MIME\n\n" GBK_MEETING "\n", &b);
+    assert_string_equal(b.text, "会议通知");
+    mh_mime_body_clear(&b);
+    body_of("Subject: no MIME\n\ncaf\xe9 au lait\n", &b);
+    assert_string_equal(b.text, "café au lait");
+    mh_mime_body_clear(&b);
+    body_of("Subject: no MIME\n\nплохо? нет: хорошо\n", &b);
+    assert_string_equal(b.text, "плохо? нет: хорошо");
+    mh_mime_body_clear(&b);
+    /* mislabelled: us-ascii with 8-bit bytes, and an unknown charset */
+    body_of("Content-Type: text/plain; charset=us-ascii\n\n" GBK_ZHANGWEI "\n", &b);
+    assert_string_equal(b.text, "张伟");
+    mh_mime_body_clear(&b);
+    body_of("Content-Type: text/plain; charset=x-no-such-charset\n\nna\xc3\xafve\n", &b);
+    assert_string_equal(b.text, "naïve");
+    mh_mime_body_clear(&b);
+    /* declared UTF-8 with a bad byte: U+FFFD; controls become spaces; CRLF and a lone CR are line breaks */
+    body_of("Content-Type: text/plain; charset=utf-8\n\nab\xff"
+            "cd\x01"
+            "e\r\nf\rg\n",
+            &b);
+    assert_string_equal(b.text, "ab\xef\xbf\xbd"
+                                "cd e\nf\ng");
+    mh_mime_body_clear(&b);
+    /* windows-1252 smart quotes */
+    body_of("Content-Type: text/plain; charset=windows-1252\n\n\x93quoted\x94 \x80"
+            "5\n",
+            &b);
+    assert_string_equal(b.text, "“quoted” €5");
+    mh_mime_body_clear(&b);
+}
+
+static void test_body_html(void **state)
+{
+    (void)state;
+    struct mh_mime_body b;
+    body_of("Content-Type: text/html; charset=utf-8\n\n"
+            "<!DOCTYPE html><html><head><title>Title words</title>"
+            "<style type=\"text/css\">p { color: red }</style>"
+            "<script>var secretVariable = \"</p>\";</script></head>\n"
+            "<body><p class=\"a>b\">Hello&nbsp;<b>W</b>orld &amp; &#20013;&#x6587; caf&eacute; &bogus; 1 "
+            "&lt; 2</p>"
+            "<!-- hidden comment --><div>second<br>line</div><SCRIPT type=x>alert(1)</SCRIPT>"
+            "<td>cell</td><td>two</td></body></html>\n",
+            &b);
+    assert_non_null(b.text);
+    assert_non_null(strstr(b.text, "Hello\xc2\xa0World & 中文 café &bogus; 1 < 2"));
+    assert_non_null(strstr(b.text, "second\nline"));
+    assert_non_null(strstr(b.text, "cell\ntwo"));
+    assert_null(strstr(b.text, "secretVariable"));
+    assert_null(strstr(b.text, "color"));
+    assert_null(strstr(b.text, "hidden"));
+    assert_null(strstr(b.text, "alert"));
+    assert_null(strstr(b.text, "<p"));
+    assert_null(strstr(b.text, "<b>"));
+    assert_null(strstr(b.text, "DOCTYPE"));
+    assert_null(strstr(b.text, "class"));
+    mh_mime_body_clear(&b);
+    /* charset from a <meta> when the part has none; GBK */
+    body_of("Content-Type: text/html\n\n<html><head><meta http-equiv=\"Content-Type\" "
+            "content=\"text/html; charset=gbk\"></head><body>" GBK_MEETING "</body></html>\n",
+            &b);
+    assert_string_equal(b.text, "会议通知");
+    mh_mime_body_clear(&b);
+    /* broken markup: an unterminated tag, a stray '<', an unclosed comment */
+    body_of("Content-Type: text/html\n\na < b and <i>c</i> <a href=\"x>tail\n", &b);
+    assert_non_null(b.text);
+    assert_non_null(strstr(b.text, "a < b and c"));
+    mh_mime_body_clear(&b);
+    body_of("Content-Type: text/html\n\nbefore<!-- never closed\n", &b);
+    assert_string_equal(b.text, "before");
+    mh_mime_body_clear(&b);
+    /* tags whose quotes never close, many times over: read in linear time (this took minutes when each
+     * tag looked for its quote to the end), and the text between them is kept */
+    const char *head = "Content-Type: text/html\n\n";
+    size_t reps = 40000, hl = strlen(head), unit = strlen("<a b=\"x>w ");
+    char *html = malloc(hl + reps * unit + 1);
+    assert_non_null(html);
+    memcpy(html, head, hl);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(html + hl + i * unit, "<a b=\"x>w ", unit);
+    html[hl + reps * unit] = '\0';
+    body_of(html, &b);
+    assert_non_null(b.text);
+    assert_int_equal(strncmp(b.text, "w w w ", 6), 0);
+    mh_mime_body_clear(&b);
+    free(html);
+}
+
+static const char nested_msg[] = "From: a@example.com\n"
+                                 "Subject: nested\n"
+                                 "MIME-Version: 1.0\n"
+                                 "Content-Type: multipart/mixed; boundary=\"outer\"\n"
+                                 "\n"
+                                 "preamble is not text\n"
+                                 "--outer\n"
+                                 "Content-Type: multipart/alternative; boundary=\"alt\"\n"
+                                 "\n"
+                                 "--alt\n"
+                                 "Content-Type: text/plain; charset=utf-8\n"
+                                 "\n"
+                                 "plain words 季度报告\n"
+                                 "--alt\n"
+                                 "Content-Type: text/html; charset=utf-8\n"
+                                 "\n"
+                                 "<p>htmlonlyword</p>\n"
+                                 "--alt--\n"
+                                 "--outer\n"
+                                 "Content-Type: image/png\n"
+                                 "Content-Disposition: attachment; filename*=UTF-8''%E5%9B%BE%E7%89%87.png\n"
+                                 "Content-Transfer-Encoding: base64\n"
+                                 "\n"
+                                 "iVBORw0KGgoAAAANSUhEUgAA\n"
+                                 "--outer\n"
+                                 "Content-Type: application/pdf; name=\"=?UTF-8?B?5a2j5bqm5oql5ZGK?=.pdf\"\n"
+                                 "Content-Transfer-Encoding: base64\n"
+                                 "\n"
+                                 "JVBERi0xLjQK\n"
+                                 "--outer\n"
+                                 "Content-Type: text/plain; name=notes.txt\n"
+                                 "Content-Disposition: attachment\n"
+                                 "\n"
+                                 "attachedtextword\n"
+                                 "--outer\n"
+                                 "Content-Type: message/rfc822\n"
+                                 "\n"
+                                 "From: Forwarded Sender <fw@example.org>\n"
+                                 "Subject: forwarded subject\n"
+                                 "Content-Type: multipart/mixed; boundary=inner\n"
+                                 "\n"
+                                 "--inner\n"
+                                 "Content-Type: text/plain\n"
+                                 "\n"
+                                 "inner body text\n"
+                                 "--inner\n"
+                                 "Content-Type: application/octet-stream\n"
+                                 "Content-Disposition: attachment; filename=data.bin\n"
+                                 "\n"
+                                 "0123456789\n"
+                                 "--inner--\n"
+                                 "--outer\n"
+                                 "Content-Type: application/pgp-signature\n"
+                                 "\n"
+                                 "-----BEGIN PGP SIGNATURE-----\n"
+                                 "--outer--\n"
+                                 "epilogue\n";
+
+/* The attachment of that name in the JSON array text, or NULL. */
+static json_t *find_attachment(json_t *arr, const char *name)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(arr, i, a)
+    {
+        json_t *n = json_object_get(a, "name");
+        if (json_is_string(n) && strcmp(json_string_value(n), name) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+static void test_body_nested(void **state)
+{
+    (void)state;
+    struct mh_mime_body b;
+    body_of(nested_msg, &b);
+    assert_non_null(b.text);
+    assert_non_null(strstr(b.text, "plain words 季度报告"));
+    assert_null(strstr(b.text, "htmlonlyword"));     /* the alternative's plain part only */
+    assert_null(strstr(b.text, "attachedtextword")); /* an attached text file is no body text */
+    assert_null(strstr(b.text, "preamble"));
+    assert_null(strstr(b.text, "epilogue"));
+    assert_non_null(strstr(b.text, "forwarded subject"));
+    assert_non_null(strstr(b.text, "fw@example.org"));
+    assert_non_null(strstr(b.text, "inner body text"));
+    assert_null(strstr(b.text, "0123456789"));
+    assert_non_null(b.attachments);
+    json_error_t err;
+    json_t *arr = json_loads(b.attachments, 0, &err);
+    assert_non_null(arr);
+    assert_true(json_is_array(arr));
+    assert_int_equal(json_array_size(arr), 5); /* png, pdf, notes.txt, the message, data.bin; no signature */
+    json_t *png = find_attachment(arr, "图片.png");
+    assert_non_null(png);
+    assert_string_equal(json_string_value(json_object_get(png, "type")), "image/png");
+    assert_int_equal(json_integer_value(json_object_get(png, "size")), 18); /* decoded bytes */
+    json_t *pdf = find_attachment(arr, "季度报告.pdf");
+    assert_non_null(pdf);
+    assert_string_equal(json_string_value(json_object_get(pdf, "type")), "application/pdf");
+    assert_int_equal(json_integer_value(json_object_get(pdf, "size")), 9);
+    json_t *txt = find_attachment(arr, "notes.txt");
+    assert_non_null(txt);
+    assert_string_equal(json_string_value(json_object_get(txt, "type")), "text/plain");
+    json_t *fwd = find_attachment(arr, "forwarded subject");
+    assert_non_null(fwd);
+    assert_string_equal(json_string_value(json_object_get(fwd, "type")), "message/rfc822");
+    assert_true(json_integer_value(json_object_get(fwd, "size")) > 100);
+    json_t *bin = find_attachment(arr, "data.bin");
+    assert_non_null(bin);
+    assert_int_equal(json_integer_value(json_object_get(bin, "size")),
+                     10); /* the line break is the boundary's */
+    json_decref(arr);
+    assert_non_null(b.attachment_names);
+    assert_non_null(strstr(b.attachment_names, "季度报告.pdf"));
+    assert_non_null(strstr(b.attachment_names, "图片.png"));
+    mh_mime_body_clear(&b);
+    assert_null(b.text);
+    assert_null(b.attachments);
+
+    /* an alternative without a plain part: its last (richest) part */
+    body_of("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/enriched\n\n"
+            "enriched\n--b\nContent-Type: text/html\n\n<b>bold</b> text\n--b--\n",
+            &b);
+    assert_string_equal(b.text, "bold text");
+    assert_null(b.attachments);
+    mh_mime_body_clear(&b);
+}
+
+static void test_body_garbage(void **state)
+{
+    (void)state;
+    struct mh_mime_body b;
+    /* nothing */
+    assert_int_equal(mh_mime_parse_body(NULL, 0, &b), 0);
+    assert_null(b.text);
+    assert_int_equal(mh_mime_parse_body("", 0, &b), 0);
+    assert_null(b.text);
+    /* headers only */
+    body_of("Subject: only headers\n", &b);
+    assert_null(b.attachments);
+    mh_mime_body_clear(&b);
+    /* a multipart that never ends, without a boundary, with a missing one */
+    body_of("Content-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: text/plain\n\nunterminated", &b);
+    assert_non_null(b.text);
+    assert_non_null(strstr(b.text, "unterminated"));
+    mh_mime_body_clear(&b);
+    body_of("Content-Type: multipart/mixed\n\n--x\n\nno boundary parameter\n", &b);
+    mh_mime_body_clear(&b);
+    body_of("Content-Type: multipart/mixed; boundary=y\n\nno boundary line at all\n", &b);
+    mh_mime_body_clear(&b);
+    /* bad transfer encodings */
+    body_of("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n!!!not*base64***\n", &b);
+    mh_mime_body_clear(&b);
+    body_of("Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n=ZZ=4 =\n", &b);
+    mh_mime_body_clear(&b);
+    /* deep nesting */
+    size_t cap = 200 * 80 + 256, n = 0;
+    char *deep = malloc(cap);
+    assert_non_null(deep);
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(deep + n, cap - n, "Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n", i,
+                              i);
+    n += (size_t)snprintf(deep + n, cap - n, "Content-Type: text/plain\n\ndeepest\n");
+    assert_int_equal(mh_mime_parse_body(deep, n, &b), 0);
+    mh_mime_body_clear(&b);
+    free(deep);
+    /* random bytes, with NULs */
+    unsigned seed = 12345;
+    char junk[8192];
+    for (int round = 0; round < 50; round++) {
+        for (size_t i = 0; i < sizeof junk; i++) {
+            seed = seed * 1103515245u + 12345u;
+            junk[i] = (char)(seed >> 16);
+        }
+        if (round % 2)
+            memcpy(junk, "Content-Type: multipart/mixed; boundary=q\n\n--q\n", 48);
+        assert_int_equal(mh_mime_parse_body(junk, sizeof junk, &b), 0);
+        if (b.text != NULL) {
+            json_t *j = json_stringn(b.text, b.text_len);
+            assert_non_null(j);
+            json_decref(j);
+        }
+        if (b.attachments != NULL) {
+            json_t *j = json_loads(b.attachments, 0, NULL);
+            assert_non_null(j);
+            json_decref(j);
+        }
+        mh_mime_body_clear(&b);
+    }
+}
+
+static void test_body_cap(void **state)
+{
+    (void)state;
+    /* 2 MiB of three-byte characters: cut at 1 MiB on a character boundary */
+    const char *head = "Content-Type: text/plain; charset=utf-8\n\n";
+    size_t hl = strlen(head), body = 2u << 20;
+    char *msg = malloc(hl + body + 1);
+    assert_non_null(msg);
+    memcpy(msg, head, hl);
+    for (size_t i = 0; i + 3 <= body; i += 3)
+        memcpy(msg + hl + i, "中", 3);
+    size_t len = hl + body / 3 * 3;
+    struct mh_mime_body b;
+    assert_int_equal(mh_mime_parse_body(msg, len, &b), 0);
+    assert_non_null(b.text);
+    assert_true(b.text_len <= MH_MIME_BODY_TEXT_MAX);
+    assert_true(b.text_len > MH_MIME_BODY_TEXT_MAX - 3);
+    assert_int_equal(b.text_len % 3, 0);
+    json_t *j = json_stringn(b.text, b.text_len);
+    assert_non_null(j);
+    json_decref(j);
+    mh_mime_body_clear(&b);
+    free(msg);
+}
+
 /* ------------------------------------------------------------ threads */
 
 struct thread_arg {
-    const char *msg;
+    const char *msg, *msg2;
     int failures;
 };
 
@@ -745,6 +1124,46 @@ static void test_threads(void **state)
     }
 }
 
+/* The body parser from several threads at once: charsets (GMime's iconv cache), nesting, attachments. */
+static void *parse_bodies(void *p)
+{
+    struct thread_arg *a = p;
+    for (int i = 0; i < 100; i++) {
+        struct mh_mime_body b;
+        if (mh_mime_parse_body(a->msg, strlen(a->msg), &b) != 0 || b.text == NULL ||
+            strstr(b.text, "plain words 季度报告") == NULL || strstr(b.text, "inner body text") == NULL ||
+            b.attachments == NULL || strstr(b.attachments, "\"图片.png\"") == NULL)
+            a->failures++;
+        mh_mime_body_clear(&b);
+        if (mh_mime_parse_body(a->msg2, strlen(a->msg2), &b) != 0 || b.text == NULL ||
+            strcmp(b.text, "臺灣電腦\nこんにちは") != 0)
+            a->failures++;
+        mh_mime_body_clear(&b);
+    }
+    return NULL;
+}
+
+static void test_body_threads(void **state)
+{
+    (void)state;
+    const char *two = "Content-Type: multipart/mixed; boundary=q\n\n--q\nContent-Type: text/plain; "
+                      "charset=big5\n\n" BIG5_TAIWAN
+                      "\n--q\nContent-Type: text/plain; charset=iso-2022-jp\n\n" JIS_KONNICHIWA "\n--q--\n";
+    enum { N = 4 };
+    pthread_t th[N];
+    struct thread_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i].msg = nested_msg;
+        args[i].msg2 = two;
+        args[i].failures = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, parse_bodies, &args[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].failures, 0);
+    }
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -772,7 +1191,13 @@ int main(void)
         cmocka_unit_test(test_huge_header_line),
         cmocka_unit_test(test_length_cap_utf8),
         cmocka_unit_test(test_body_ignored),
+        cmocka_unit_test(test_body_charsets),
+        cmocka_unit_test(test_body_html),
+        cmocka_unit_test(test_body_nested),
+        cmocka_unit_test(test_body_garbage),
+        cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_body_threads),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
