@@ -18,6 +18,8 @@ core_libmhcore_la_SOURCES = \
 	core/mh_crypto.c core/mh_crypto.h \
 	core/mh_mime.c core/mh_mime.h \
 	core/mh_search.c core/mh_search.h \
+	core/mh_rules.c core/mh_rules.h \
+	core/mh_outbox.c core/mh_outbox.h \
 	core/mh_valid.c core/mh_valid.h \
 	core/mh_api.c core/mh_api.h \
 	core/mh_cfgjson.c core/mh_cfgjson.h

@@ -3471,6 +3471,7 @@ static int cmd_verify(struct ctl *c, const struct cmd *cmd, const struct args *a
 /* The command table                                                         */
 
 static const struct optdef o_none[] = {{NULL, 0}};
+static const struct optdef o_notif_list[] = {{"state", 1}, {"limit", 1}, {"after", 1}, {"all", 0}, {NULL, 0}};
 static const struct optdef o_register[] = {
     {"phone", 1}, {"email", 1}, {"password-stdin", 0}, {"save", 0}, {NULL, 0}};
 static const struct optdef o_login[] = {{"password-stdin", 0}, {"save", 0}, {"label", 1}, {NULL, 0}};
@@ -3491,6 +3492,200 @@ static const struct optdef o_messages[] = {
 static const struct optdef o_search[] = {{"account", 1}, {"limit", 1}, {"before", 1}, {NULL, 0}};
 static const struct optdef o_export[] = {
     {"account", 1}, {"format", 1}, {"output", 1}, {"force", 0}, {NULL, 0}};
+
+/* ---------------------------------------------------------- notifications */
+
+/* mailhubctl notifications list: GET /notifications, paged with after. */
+static int cmd_notif_list(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    long long limit = 100, after = 0;
+    if (opt(a, "limit") != NULL && parse_count(opt(a, "limit"), &limit) != 0)
+        return usage_error(cmd, "--limit wants a number (0: all), got '%s'", opt(a, "limit"));
+    if (opt(a, "after") != NULL && parse_count(opt(a, "after"), &after) != 0)
+        return usage_error(cmd, "--after wants a notification id, got '%s'", opt(a, "after"));
+    json_t *all = json_array();
+    struct table t;
+    tbl_init(&t, 7);
+    static const char *const hdr[7] = {"ID", "STATE", "NOTIFIER", "TYPE", "TRIES", "WHEN", "ABOUT / LAST ERROR"};
+    tbl_row(&t, hdr, 0);
+    long long got = 0;
+    int rc = 0;
+    for (;;) {
+        long long want = limit == 0 || limit - got > 1000 ? 1000 : limit - got;
+        struct path p;
+        path_init(&p, "/notifications");
+        if (opt(a, "state") != NULL)
+            path_param(c, &p, "state", opt(a, "state"));
+        if (flag(a, "all"))
+            path_param(c, &p, "all", "true");
+        if (after)
+            path_param_ll(&p, "after", after);
+        path_param_ll(&p, "limit", want);
+        rc = path_as_user(c, &p);
+        json_t *j = NULL;
+        if (rc == 0)
+            rc = api_call(c, "GET", p.b.p, NULL, 1, &j);
+        buf_free(&p.b);
+        if (rc != 0)
+            break;
+        json_t *n;
+        size_t i;
+        json_array_foreach(json_object_get(j, "notifications"), i, n)
+        {
+            json_array_append(all, n);
+            char id[24], tries[16], when[32], about[400];
+            jtext(json_object_get(n, "id"), id, sizeof id);
+            jtext(json_object_get(n, "attempts"), tries, sizeof tries);
+            short_time(jstr(n, "updated"), when, sizeof when);
+            json_t *sum = json_object_get(n, "summary");
+            const char *detail = jstr(n, "detail");
+            const char *state = jstr(n, "state");
+            if (state != NULL && strcmp(state, "delivered") != 0 && detail != NULL)
+                snprintf(about, sizeof about, "%s", detail);
+            else
+                snprintf(about, sizeof about, "%s%s%s%s%s", jstr(sum, "account") ? "[" : "",
+                         jstr(sum, "account") ? jstr(sum, "account") : "", jstr(sum, "account") ? "] " : "",
+                         jstr(sum, "from") ? jstr(sum, "from") : "", jstr(sum, "subject") ? ": " : "");
+            if ((state == NULL || strcmp(state, "delivered") == 0 || detail == NULL) && jstr(sum, "subject")) {
+                size_t len = strlen(about);
+                snprintf(about + len, sizeof about - len, "%s", jstr(sum, "subject"));
+            }
+            const char *row[7] = {id, state, jstr(n, "notifier"), jstr(n, "type"), tries, when, about};
+            tbl_row(&t, row, 60);
+            got++;
+        }
+        long long nv = jint(j, "next_after", 0);
+        int more = json_is_integer(json_object_get(j, "next_after"));
+        json_decref(j);
+        if (!more || (limit > 0 && got >= limit))
+            break;
+        if (nv <= after) {
+            say("the server's next_after did not advance (%lld)", nv);
+            rc = EXIT_CONNECT;
+            break;
+        }
+        after = nv;
+    }
+    if (rc == 0) {
+        if (c->json) {
+            json_t *doc = json_pack("{s:O}", "notifications", all);
+            print_json(doc);
+            json_decref(doc);
+        } else {
+            tbl_print(&t);
+            t.cell = NULL;
+            t.nrow = 0;
+        }
+    }
+    for (size_t k = 0; k < t.nrow * t.ncol; k++)
+        free(t.cell[k]);
+    free(t.cell);
+    json_decref(all);
+    return rc;
+}
+
+static int notif_id(const struct cmd *cmd, const char *s, long long *id)
+{
+    if (parse_id(s, id) != 0 || *id <= 0)
+        return usage_error(cmd, "a notification id is a positive number, got '%s'", s);
+    return 0;
+}
+
+static int cmd_notif_show(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    long long id;
+    int rc = notif_id(cmd, a->pos[0], &id);
+    if (rc != 0)
+        return rc;
+    struct path p;
+    path_init(&p, "/notifications/%lld", id);
+    rc = path_as_user(c, &p);
+    json_t *j = NULL;
+    if (rc == 0)
+        rc = api_call(c, "GET", p.b.p, NULL, 1, &j);
+    buf_free(&p.b);
+    if (rc == 0)
+        print_json(j); /* the job and the event it carries */
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_notif_replay(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    long long id;
+    int rc = notif_id(cmd, a->pos[0], &id);
+    if (rc != 0)
+        return rc;
+    struct path p;
+    path_init(&p, "/notifications/%lld/replay", id);
+    rc = path_as_user(c, &p);
+    if (rc == 0)
+        rc = api_call(c, "POST", p.b.p, NULL, 1, NULL);
+    buf_free(&p.b);
+    if (rc == 0 && !c->quiet)
+        say("notification %lld is queued again", id);
+    return rc;
+}
+
+static int cmd_rules_show(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    (void)cmd;
+    (void)a;
+    struct path p;
+    path_init(&p, "/me/notify");
+    int rc = path_as_user(c, &p);
+    json_t *j = NULL;
+    if (rc == 0)
+        rc = api_call(c, "GET", p.b.p, NULL, 1, &j);
+    buf_free(&p.b);
+    if (rc == 0) {
+        if (!c->json && json_is_true(json_object_get(j, "default")) && !c->quiet)
+            say("no rules set: every channel hears of everything at once");
+        print_json(c->json ? j : json_object_get(j, "rules"));
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_rules_set(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    const char *file = a->pos[0];
+    json_error_t je;
+    json_t *rules = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &je)
+                                           : json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (rules == NULL) {
+        say("%s:%d:%d: %s", strcmp(file, "-") == 0 ? "(stdin)" : file, je.line, je.column, je.text);
+        return EXIT_API;
+    }
+    (void)cmd;
+    struct path p;
+    path_init(&p, "/me/notify");
+    int rc = path_as_user(c, &p);
+    json_t *j = NULL;
+    if (rc == 0)
+        rc = api_call(c, "PATCH", p.b.p, rules, 1, &j);
+    buf_free(&p.b);
+    json_decref(rules);
+    if (rc == 0 && !c->quiet)
+        say("notification rules set");
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_rules_clear(struct ctl *c, const struct cmd *cmd, const struct args *a)
+{
+    (void)cmd;
+    (void)a;
+    struct path p;
+    path_init(&p, "/me/notify");
+    int rc = path_as_user(c, &p);
+    if (rc == 0)
+        rc = api_call(c, "DELETE", p.b.p, NULL, 1, NULL);
+    buf_free(&p.b);
+    if (rc == 0 && !c->quiet)
+        say("notification rules removed: every channel hears of everything at once");
+    return rc;
+}
 
 static const struct cmd commands[] = {
     {NULL, "health", cmd_health, o_none, 0, 0, "health",
@@ -3598,6 +3793,24 @@ static const struct cmd commands[] = {
     {NULL, "verify", cmd_verify, o_none, 0, 0, "verify",
      "Re-check every stored message against its hash; prints the totals and each\n"
      "damaged message, and exits 5 if there is one.  Admins may add --user USER.\n"},
+    {"notifications", "list", cmd_notif_list, o_notif_list, 0, 0,
+     "notifications list [--state STATE] [--all] [--limit N] [--after ID]",
+     "List your notifications, oldest first, with their state and last error.\n"
+     "  --state STATE   only pending, held, delivered, dead or folded ones\n"
+     "  --all           everyone's (admins)\n"
+     "  --limit N       at most N (default 100; 0: all)\n"
+     "  --after ID      start after notification ID\n"},
+    {"notifications", "show", cmd_notif_show, o_none, 1, 1, "notifications show ID",
+     "Show one notification with the event it carries, as JSON.\n"},
+    {"notifications", "replay", cmd_notif_replay, o_none, 1, 1, "notifications replay ID",
+     "Queue a dead notification again (its attempts start over).\n"},
+    {"rules", "show", cmd_rules_show, o_none, 0, 0, "rules show",
+     "Show your notification rules (docs/notifications.md).\n"},
+    {"rules", "set", cmd_rules_set, o_none, 1, 1, "rules set FILE|-",
+     "Replace your notification rules with the JSON document in FILE (- : standard input).\n"
+     "The server checks them and names the key of any mistake.\n"},
+    {"rules", "clear", cmd_rules_clear, o_none, 0, 0, "rules clear",
+     "Remove your notification rules: every channel hears of everything at once.\n"},
     {NULL, "quota", cmd_quota, o_none, 0, 1, "quota [USER]",
      "Show the allocation, the usage and the history of extensions (yours, or USER's).\n"},
 };
@@ -3640,6 +3853,9 @@ static void usage(FILE *out)
           "  export                        write your mail out as mbox or Maildir\n"
           "  verify                        re-check stored messages against their hashes\n"
           "  quota [USER]                  allocation, usage and extensions\n"
+          "  notifications list|show|replay\n"
+          "                                what was sent, what failed, send a dead one again\n"
+          "  rules show|set|clear          your notification rules (channels, quiet hours, VIP)\n"
           "  help [COMMAND]                help on a command\n"
           "\n"
           "Run '" PROG " COMMAND --help' for a command's options.  Passwords are never\n"

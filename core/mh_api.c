@@ -50,7 +50,9 @@
 #include "mh_hub.h"
 #include "mh_log.h"
 #include "mh_loop.h"
+#include "mh_outbox.h"
 #include "mh_pool.h"
+#include "mh_rules.h"
 #include "mh_search.h"
 #include "mh_storeq.h"
 #include "mh_util.h"
@@ -166,6 +168,8 @@ struct req {
     int q_purge;
     char *q_name, *q_folder_name;
     char *q_search, *q_account_name; /* GET /search: the query and ?account=NAME */
+    char *q_text;                    /* notifications: ?state=; me/notify: the rules as text */
+    int q_all;                       /* notifications: ?all=true (administrators) */
     int64_t q_before;
 
     /* results */
@@ -2827,6 +2831,232 @@ static void h_verify(struct req *r)
     call_store(r, st_verify, NULL);
 }
 
+/* ------------------------------------------------------ notifications */
+
+#define NOTIFY_RULES_MAX (64 * 1024)
+static const char *const job_states[] = {"pending", "held", "delivered", "dead", "folded", NULL};
+
+struct job_list_ctx {
+    struct req *r;
+    json_t *arr;
+    int with_event;
+    size_t n;
+    int64_t last_id;
+};
+
+static json_t *job_json(const struct mh_job_rec *j, int with_event)
+{
+    json_t *o = json_object();
+    set_new(o, "id", json_integer(j->id));
+    set_new(o, "type", json_string(j->event_type ? j->event_type : ""));
+    set_new(o, "notifier", json_string(j->notifier ? j->notifier : ""));
+    set_new(o, "state", json_string(j->state ? j->state : ""));
+    set_new(o, "attempts", json_integer(j->attempts));
+    set_new(o, "next_at", jtime(j->next_at / 1000));
+    set_new(o, "created", jtime(j->created / 1000));
+    set_new(o, "updated", jtime(j->updated / 1000));
+    set_new(o, "detail", j->detail ? json_string(j->detail) : json_null());
+    set_new(o, "user_id", j->user_id > 0 ? json_integer(j->user_id) : json_null());
+    json_t *env = j->event ? json_loads(j->event, 0, NULL) : NULL;
+    json_t *id = json_object_get(env, "id");
+    set_new(o, "event_id", id ? json_incref(id) : json_null());
+    json_t *data = json_object_get(env, "data");
+    json_t *sum = json_object();
+    static const char *const keys[] = {"account", "folder", "from", "subject", "count", NULL};
+    for (const char *const *k = keys; *k; k++)
+        if (json_object_get(data, *k))
+            set_new(sum, *k, json_incref(json_object_get(data, *k)));
+    set_new(o, "summary", sum);
+    if (with_event && env)
+        set_new(o, "event", json_incref(env));
+    json_decref(env);
+    return o;
+}
+
+static int job_list_cb(void *arg, const struct mh_job_rec *j)
+{
+    struct job_list_ctx *c = arg;
+    json_array_append_new(c->arr, job_json(j, c->with_event));
+    c->n++;
+    c->last_id = j->id;
+    return 0;
+}
+
+static void st_notifications(struct mh_hub *h, void *arg)
+{
+    struct req *r = arg;
+    if (!st_auth(h, r))
+        return;
+    const struct mh_store_ops *ops = mh_hub_ops(h);
+    if (!MH_STORE_HAS(ops, job_list)) {
+        fail(r, 501, "not_implemented", "the store has no notification outbox (it predates SDK 1.2)");
+        return;
+    }
+    int all = r->q_all; /* ?all=true, administrators only */
+    if (all && !require_admin(r))
+        return;
+    struct mh_job_query q = {.struct_size = sizeof q,
+                             .id = r->path_id,
+                             .user_id = all ? 0 : r->target,
+                             .state = r->q_text,
+                             .after_id = r->q_after,
+                             .limit = r->path_id > 0 ? 1 : (uint32_t)r->q_limit + 1};
+    struct job_list_ctx c = {.r = r, .arr = json_array(), .with_event = r->path_id > 0};
+    int rc = ops->job_list(mh_hub_state(h), &q, job_list_cb, &c);
+    if (rc != MH_OK) {
+        json_decref(c.arr);
+        fail_rc(r, rc, "notification");
+        return;
+    }
+    if (r->path_id > 0) {
+        if (c.n == 0)
+            fail(r, 404, "not_found", "no notification %" PRId64, r->path_id);
+        else
+            r->out = json_incref(json_array_get(c.arr, 0));
+        json_decref(c.arr);
+        return;
+    }
+    int more = c.n > (size_t)r->q_limit;
+    if (more)
+        json_array_remove(c.arr, json_array_size(c.arr) - 1);
+    json_t *last = json_array_get(c.arr, json_array_size(c.arr) - 1);
+    r->out = json_object();
+    set_new(r->out, "notifications", c.arr);
+    set_new(r->out, "next_after", more && last ? json_incref(json_object_get(last, "id")) : json_null());
+}
+
+static void h_notifications(struct req *r)
+{
+    int all = 0;
+    const char *state = qarg(r, "state");
+    if (q_int(r, "after", 0, INT64_MAX, 0, &r->q_after) ||
+        q_int(r, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &r->q_limit) || q_bool(r, "all", &all)) {
+        reply(r);
+        return;
+    }
+    if (state != NULL) {
+        int ok = 0;
+        for (const char *const *s = job_states; *s; s++)
+            ok |= strcmp(*s, state) == 0;
+        if (!ok) {
+            fail_reply(r, 400, "bad_request", "query parameter 'state' must be pending, held, delivered, dead or folded");
+            return;
+        }
+        r->q_text = mh_xstrdup(state);
+    }
+    r->q_all = all;
+    call_store(r, st_notifications, NULL);
+}
+
+static void h_notification(struct req *r) { call_store(r, st_notifications, NULL); }
+
+static void replay_done(void *arg, int rc)
+{
+    struct req *r = arg;
+    r->waiting = 0;
+    if (rc == MH_OK) {
+        r->out = json_pack("{sIss}", "id", (json_int_t)r->path_id, "state", "pending");
+        r->ok_status = 202;
+    } else if (rc == MH_ENOTFOUND) {
+        fail(r, 404, "not_found", "no notification %" PRId64, r->path_id);
+    } else if (rc == MH_EINVAL) {
+        fail(r, 409, "conflict", "only a dead notification can be replayed");
+    } else if (rc == MH_ENOTSUP) {
+        fail(r, 501, "not_implemented", "the store has no notification outbox (it predates SDK 1.2)");
+    } else {
+        fail(r, 500, "internal", "the replay could not be queued (code %d)", rc);
+    }
+    reply(r);
+}
+
+static void replay_step(struct req *r)
+{
+    struct mh_outbox *ob = mh_daemon_outbox(r->api->d);
+    r->waiting = 1;
+    int rc = ob ? mh_outbox_replay(ob, r->api, r->admin ? 0 : r->uid, r->path_id, replay_done, r) : MH_ENOTSUP;
+    if (rc != MH_PENDING) {
+        r->waiting = 0;
+        replay_done(r, rc);
+    }
+}
+
+static void st_auth_only(struct mh_hub *h, void *arg) { st_auth(h, arg); }
+
+static void h_notification_replay(struct req *r) { call_store(r, st_auth_only, replay_step); }
+
+static void st_rules_get(struct mh_hub *h, void *arg)
+{
+    struct req *r = arg;
+    if (!st_auth(h, r))
+        return;
+    const struct mh_store_ops *ops = mh_hub_ops(h);
+    if (!MH_STORE_HAS(ops, user_pref_get)) {
+        fail(r, 501, "not_implemented", "the store keeps no preferences (it predates SDK 1.2)");
+        return;
+    }
+    char *text = NULL;
+    int rc = ops->user_pref_get(mh_hub_state(h), r->target, "notify", &text);
+    if (rc < 0) {
+        fail_rc(r, rc, "user");
+        return;
+    }
+    json_t *rules = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    r->out = json_object();
+    set_new(r->out, "rules", rules ? rules : json_object());
+    set_new(r->out, "default", json_boolean(rules == NULL));
+}
+
+static void st_rules_put(struct mh_hub *h, void *arg)
+{
+    struct req *r = arg;
+    if (!st_auth(h, r))
+        return;
+    const struct mh_store_ops *ops = mh_hub_ops(h);
+    if (!MH_STORE_HAS(ops, user_pref_put)) {
+        fail(r, 501, "not_implemented", "the store keeps no preferences (it predates SDK 1.2)");
+        return;
+    }
+    int rc = ops->user_pref_put(mh_hub_state(h), r->target, "notify", r->q_text);
+    if (rc != MH_OK) {
+        fail_rc(r, rc, "user");
+        return;
+    }
+    json_t *rules = r->q_text ? json_loads(r->q_text, 0, NULL) : NULL;
+    r->out = json_object();
+    set_new(r->out, "rules", rules ? rules : json_object());
+    set_new(r->out, "default", json_boolean(rules == NULL));
+}
+
+static void h_rules_get(struct req *r) { call_store(r, st_rules_get, NULL); }
+
+static void h_rules_put(struct req *r)
+{
+    char *err = NULL;
+    char *text = json_dumps(r->in, JSON_COMPACT);
+    struct mh_rules *rules = text ? mh_rules_parse(text, &err) : NULL;
+    if (rules == NULL) {
+        fail_reply(r, 400, "invalid_rules", "%s", err ? err : "out of memory");
+        free(err);
+        free(text);
+        return;
+    }
+    mh_rules_free(&rules);
+    if (strlen(text) > NOTIFY_RULES_MAX) {
+        fail_reply(r, 413, "payload_too_large", "the rules are larger than %d bytes", NOTIFY_RULES_MAX);
+        free(text);
+        return;
+    }
+    r->q_text = text;
+    call_store(r, st_rules_put, NULL);
+}
+
+static void h_rules_delete(struct req *r)
+{
+    r->q_text = NULL;
+    call_store(r, st_rules_put, NULL);
+}
+
 /* ------------------------------------------------------------------ routes */
 
 static const struct route routes[] = {
@@ -2855,6 +3085,12 @@ static const struct route routes[] = {
     {"GET", "search", B_NONE, 1, h_search},
     {"GET", "export", B_NONE, 1, h_export},
     {"POST", "verify", B_NONE, 1, h_verify},
+    {"GET", "notifications", B_NONE, 1, h_notifications},
+    {"GET", "notifications/#", B_NONE, 1, h_notification},
+    {"POST", "notifications/#/replay", B_NONE, 1, h_notification_replay},
+    {"GET", "me/notify", B_NONE, 1, h_rules_get},
+    {"PATCH", "me/notify", B_JSON, 1, h_rules_put},
+    {"DELETE", "me/notify", B_NONE, 1, h_rules_delete},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -3185,6 +3421,7 @@ static void req_free(struct req *r)
     free(r->q_name);
     free(r->q_folder_name);
     free(r->q_search);
+    free(r->q_text);
     free(r->q_account_name);
     free(r->name);
     free_secret(&r->password);

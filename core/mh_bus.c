@@ -16,6 +16,7 @@
  * fields does not.  docs/events.md documents every field.
  */
 static const char *const req_mail_received[] = {"account", "folder", "from", "subject", NULL};
+static const char *const req_mail_digest[] = {"account", "count", "from", "subject", NULL};
 static const char *const req_account[] = {"account", NULL};
 static const char *const req_account_error[] = {"account", "error", NULL};
 static const char *const req_quota_extended[] = {"allocation", "previous", "usage", NULL};
@@ -26,6 +27,7 @@ static const char *const req_reloaded[] = {"applied", "not_applied", NULL};
 
 static const struct mh_event_type event_types[] = {
     {"mail.received", 1, "a linked mailbox received a new message", req_mail_received},
+    {"mail.digest", 1, "several new messages held by quiet hours or a rate limit, in one notification", req_mail_digest},
     {"account.synced", 1, "a linked mailbox finished a sync pass", req_account},
     {"account.progress", 1, "progress of a long import", req_account},
     {"account.error", 1, "a linked mailbox failed; the hub retries", req_account_error},
@@ -212,11 +214,11 @@ void mh_bus_unsubscribe(struct mh_bus_sub **sp)
     *sp = NULL;
 }
 
-int mh_bus_emit(struct mh_bus *bus, const char *type, const char *source, const char *user, const char *data_json,
-                char **id_out)
+int mh_bus_envelope(struct mh_bus *bus, const char *type, const char *source, const char *user, const char *data_json,
+                    char **id_out, char **json_out)
 {
-    if (id_out)
-        *id_out = NULL;
+    *id_out = NULL;
+    *json_out = NULL;
     const struct mh_event_type *t = mh_event_type_find(type);
     if (t == NULL) {
         mh_logf(MH_LOG_WARN, source ? source : "core", "refused to emit unknown event type '%s'",
@@ -263,9 +265,25 @@ int mh_bus_emit(struct mh_bus *bus, const char *type, const char *source, const 
     json_decref(env);
     if (json == NULL)
         return MH_ENOMEM;
+    *id_out = mh_xstrdup(id);
+    *json_out = json;
+    return MH_OK;
+}
+
+int mh_bus_emit(struct mh_bus *bus, const char *type, const char *source, const char *user, const char *data_json,
+                char **id_out)
+{
+    if (id_out)
+        *id_out = NULL;
+    char *id = NULL, *json = NULL;
+    int rc = mh_bus_envelope(bus, type, source, user, data_json, &id, &json);
+    if (rc != MH_OK)
+        return rc;
+    const struct mh_event_type *t = mh_event_type_find(type);
+    double now = mh_time_now();
 
     struct queued *q = mh_xcalloc(1, sizeof *q);
-    q->id = mh_xstrdup(id);
+    q->id = id;
     q->type = mh_xstrdup(type);
     q->json = json;
     q->user = mh_xstrdup(user);

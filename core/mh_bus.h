@@ -40,6 +40,12 @@ void mh_bus_unsubscribe(struct mh_bus_sub **sub);
  */
 int mh_bus_emit(struct mh_bus *bus, const char *type, const char *source, const char *user,
                 const char *data_json, char **id_out);
+/**
+ * Build an event's envelope without queueing it (the outbox's digests):
+ * MH_OK with *id_out and *json_out malloc'ed, or MH_EINVAL as for emit.
+ */
+int mh_bus_envelope(struct mh_bus *bus, const char *type, const char *source, const char *user, const char *data_json,
+                    char **id_out, char **json_out);
 /** Dispatch everything queued now (shutdown, tests).  Returns the number dispatched. */
 size_t mh_bus_flush(struct mh_bus *bus);
 size_t mh_bus_queued(struct mh_bus *bus);

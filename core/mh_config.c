@@ -712,6 +712,15 @@ static const struct mh_option daemon_opts[] = {
      "closed|open", 0, 0},
     {"max_upload", MH_OPT_SIZE, "10GB", 0, "largest mbox a user may upload through the API (0: no limit)", NULL, 0,
      0},
+    {"notify_attempts", MH_OPT_INT, "10", 0,
+     "deliveries tried per notification before it is dead-lettered (transient failures only)", NULL, 1, 100},
+    {"notify_retry", MH_OPT_DURATION, "1s", 0,
+     "first retry delay of a notification; doubled each time (with jitter), up to notify_retry_max", NULL, 10,
+     3600000},
+    {"notify_retry_max", MH_OPT_DURATION, "10m", 0, "longest delay between two deliveries of a notification", NULL,
+     10, 86400000},
+    {"notify_keep", MH_OPT_DURATION, "7d", 0, "how long delivered notifications stay listed in the outbox", NULL,
+     0, 365 * 86400000LL},
     MH_OPT_TABLE_END,
 };
 
@@ -889,6 +898,10 @@ static void load_daemon(struct loader *ld, const struct mh_cfg_node *root)
     c->ca_file = path_opt(ld, cfg, sec, "daemon", "tls_ca_file");
     c->registration_open = mh_opts_int(cfg, "registration") == 1;
     c->max_upload = mh_opts_size(cfg, "max_upload");
+    c->notify_attempts = (int)mh_opts_int(cfg, "notify_attempts");
+    c->notify_retry_ms = mh_opts_duration_ms(cfg, "notify_retry");
+    c->notify_retry_max_ms = mh_opts_duration_ms(cfg, "notify_retry_max");
+    c->notify_keep_ms = mh_opts_duration_ms(cfg, "notify_keep");
     mh_opts_free(&o);
 }
 
@@ -1218,6 +1231,10 @@ struct mh_daemon_config *mh_config_load_string(const char *file, const char *tex
     c->workers = 2;
     c->shutdown_timeout_ms = 10000;
     c->max_upload = (uint64_t)10 << 30;
+    c->notify_attempts = 10;
+    c->notify_retry_ms = 1000;
+    c->notify_retry_max_ms = 600000;
+    c->notify_keep_ms = 7 * 86400000LL;
     struct loader ld = {.c = c, .file = fname, .base = mh_dirname(c->file), .errs = errs};
     if (ld.base == NULL)
         abort();

@@ -9,6 +9,7 @@
 #include "mh_config.h"
 #include "mh_host.h"
 #include "mh_loader.h"
+#include "mh_outbox.h"
 #include "mh_log.h"
 #include "mh_loop.h"
 #include "mh_options.h"
@@ -32,7 +33,6 @@
 #include <mailhub/provider.h>
 #include <mailhub/store.h>
 
-#define RETRY_MAX_ATTEMPTS 6
 #define SHUTDOWN_TICK 0.02
 
 /* ------------------------------------------------------------ the plan */
@@ -208,17 +208,6 @@ static void print_errors(const struct mh_cfg_errors *errs)
 
 /* ------------------------------------------------------------ the daemon */
 
-struct djob {
-    struct mh_job pub;
-    struct mh_daemon *d;
-    struct mh_instance *inst;
-    struct mh_event ev;
-    char *id, *type, *json, *user;
-    int attempts;
-    int in_send, done_in_send, done_rc;
-    struct mh_timer *retry;
-    struct djob *prev, *next;
-};
 
 enum phase { RUNNING, STOP_PROVIDERS, DRAIN_NOTIFY, STOP_NOTIFIERS, DONE };
 
@@ -241,8 +230,7 @@ struct mh_daemon {
     size_t n_accounts;
     struct mh_api **apis;
     size_t n_apis;
-    struct djob *jobs;
-    unsigned jobs_active; /* in send or awaiting mh_job_done */
+    struct mh_outbox *outbox;
     struct mh_signal *sig_term, *sig_int, *sig_hup;
     struct mh_timer *tick;
     enum phase phase;
@@ -341,135 +329,13 @@ struct mh_daemon *mh_daemon_new(const struct mh_daemon_opts *o)
     return d;
 }
 
-/* ---------------------------------------------------- notifier delivery */
-
-static void job_free(struct djob *j)
+struct mh_instance *const *mh_daemon_notifiers(struct mh_daemon *d, size_t *n)
 {
-    struct mh_daemon *d = j->d;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        d->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    mh_timer_free(&j->retry);
-    free(j->id);
-    free(j->type);
-    free(j->json);
-    free(j->user);
-    free(j);
+    *n = d->n_notifiers;
+    return d->notifiers;
 }
 
-static void job_send(struct djob *j);
-
-static void job_retry_cb(struct mh_timer *t, void *arg)
-{
-    (void)t;
-    struct djob *j = arg;
-    mh_timer_free(&j->retry);
-    job_send(j);
-}
-
-/* Called once per attempt with its outcome. */
-static void job_finish_attempt(struct djob *j, int rc, const char *detail)
-{
-    struct mh_daemon *d = j->d;
-    struct mh_instance *inst = j->inst;
-    d->jobs_active--;
-    inst->jobs_in_flight--;
-    if (rc == MH_OK) {
-        mh_logf(MH_LOG_DEBUG, inst->who, "delivered %s %s", j->type, j->id);
-        job_free(j);
-        return;
-    }
-    const char *why = detail ? detail : inst->error ? inst->error : "no reason given";
-    if (rc == MH_ERETRY && j->attempts < RETRY_MAX_ATTEMPTS && d->phase == RUNNING) {
-        /* exponential backoff with jitter: 1, 2, 4, ... s, x0.5..1.5 */
-        unsigned char r = 0;
-        mh_random(&r, 1);
-        double delay = pow(2.0, j->attempts - 1) * (0.5 + r / 255.0);
-        mh_logf(MH_LOG_WARN, inst->who, "delivery of %s %s failed (%s); retry %d in %.1fs", j->type, j->id, why,
-                j->attempts, delay);
-        j->retry = mh_timer_new(d->loop, NULL, delay, 0, job_retry_cb, j);
-        return;
-    }
-    mh_logf(MH_LOG_ERROR, inst->who, "delivery of %s %s failed %s: %s", j->type, j->id,
-            rc == MH_ERETRY ? "after all retries" : "permanently", why);
-    job_free(j);
-}
-
-static void job_send(struct djob *j)
-{
-    struct mh_instance *inst = j->inst;
-    const struct mh_notifier_ops *ops = inst->mod->desc.ops;
-    j->attempts++;
-    j->d->jobs_active++;
-    inst->jobs_in_flight++;
-    j->in_send = 1;
-    j->done_in_send = 0;
-    int rc = ops->send(inst->state, &j->ev, &j->pub);
-    j->in_send = 0;
-    if (rc == MH_PENDING) {
-        if (j->done_in_send)
-            job_finish_attempt(j, j->done_rc, NULL);
-        return;
-    }
-    job_finish_attempt(j, rc, NULL);
-}
-
-void mh_daemon_job_done(struct mh_daemon *unused, void *job, int rc, const char *detail)
-{
-    (void)unused;
-    struct djob *j = job;
-    if (j->in_send) {
-        j->done_in_send = 1;
-        j->done_rc = rc;
-        return;
-    }
-    job_finish_attempt(j, rc == MH_PENDING ? MH_ERR : rc, detail);
-}
-
-static void notify_cb(const struct mh_event *ev, void *arg)
-{
-    struct mh_instance *inst = arg;
-    if (!inst->started || inst->stopping)
-        return;
-    struct djob *j = mh_xcalloc(1, sizeof *j);
-    j->pub.struct_size = sizeof j->pub;
-    j->pub.host = mh_host_table();
-    j->d = inst->d;
-    j->inst = inst;
-    j->id = mh_xstrdup(ev->id);
-    j->type = mh_xstrdup(ev->type);
-    j->json = mh_xstrdup(ev->json);
-    j->user = ev->user ? mh_xstrdup(ev->user) : NULL;
-    j->ev = *ev;
-    j->ev.id = j->id;
-    j->ev.type = j->type;
-    j->ev.json = j->json;
-    j->ev.user = j->user;
-    j->next = inst->d->jobs;
-    if (j->next)
-        j->next->prev = j;
-    inst->d->jobs = j;
-    job_send(j);
-}
-
-static void cancel_jobs_of(struct mh_daemon *d, struct mh_instance *inst)
-{
-    struct djob *j = d->jobs;
-    while (j) {
-        struct djob *next = j->next;
-        if (j->inst == inst) {
-            if (j->retry == NULL) {
-                d->jobs_active--;
-                inst->jobs_in_flight--;
-            }
-            job_free(j);
-        }
-        j = next;
-    }
-}
+struct mh_outbox *mh_daemon_outbox(struct mh_daemon *d) { return d->outbox; }
 
 /* ----------------------------------------------------- instance set-up */
 
@@ -487,16 +353,15 @@ static void release_instance(struct mh_daemon *d, struct mh_instance **ip)
     if (inst == NULL)
         return;
     mh_bus_unsubscribe(&inst->sub);
-    cancel_jobs_of(d, inst);
+    if (inst->kind == MH_KIND_NOTIFIER)
+        mh_outbox_instance_gone(d->outbox, inst);
     mh_instance_free(ip);
 }
 
 static int init_notifier(struct mh_daemon *d, struct mh_instance *inst)
 {
-    if (mh_instance_init(inst) != MH_OK)
-        return -1;
-    inst->sub = mh_bus_subscribe(d->bus, (const char *const *)inst->events, notify_cb, inst);
-    return 0;
+    (void)d; /* events reach notifiers through the outbox (mh_outbox.c) */
+    return mh_instance_init(inst) == MH_OK ? 0 : -1;
 }
 
 static const struct mh_quota_policy *policy_of(const struct mh_daemon_config *cfg, struct mh_quota_policy *p)
@@ -564,6 +429,7 @@ static void reap_retiring(struct mh_daemon *d, int force)
 
 static void finish(struct mh_daemon *d)
 {
+    mh_outbox_stop(d->outbox);
     for (size_t i = 0; i < d->n_apis; i++)
         mh_api_free(&d->apis[i]);
     free(d->apis);
@@ -574,6 +440,8 @@ static void finish(struct mh_daemon *d)
     mh_bus_flush(d->bus);
     free_all(d, &d->notifiers, &d->n_notifiers);
     reap_retiring(d, 1);
+    /* before the lane: its completions for the outbox are released, not delivered */
+    mh_outbox_free(&d->outbox);
     mh_storeq_free(&d->storeq);
     release_instance(d, &d->store);
     mh_timer_free(&d->tick);
@@ -605,14 +473,10 @@ static void tick_cb(struct mh_timer *t, void *arg)
         d->phase = DRAIN_NOTIFY;
     }
     if (d->phase == DRAIN_NOTIFY) {
-        mh_bus_flush(d->bus);
-        if (d->jobs_active)
+        /* events still queued become jobs, and the deliveries in flight finish */
+        if (mh_bus_flush(d->bus) > 0 || (d->storeq && mh_storeq_pending(d->storeq)) || mh_outbox_active(d->outbox))
             return;
-        unsigned waiting = 0;
-        for (struct djob *j = d->jobs; j; j = j->next)
-            waiting++;
-        if (waiting)
-            mh_core_warn("%u notification(s) waiting for a retry were not delivered", waiting);
+        mh_outbox_stop(d->outbox);
         for (size_t i = 0; i < d->n_notifiers; i++)
             mh_instance_stop(d->notifiers[i]);
         d->phase = STOP_NOTIFIERS;
@@ -1470,9 +1334,15 @@ int mh_daemon_run(struct mh_daemon *d)
         if (mh_instance_init(d->providers[d->n_providers++]) != MH_OK)
             goto fail;
     }
+    struct mh_outbox_cfg ocfg = {.attempts = cfg->notify_attempts,
+                                 .retry_ms = cfg->notify_retry_ms,
+                                 .retry_max_ms = cfg->notify_retry_max_ms,
+                                 .keep_ms = cfg->notify_keep_ms};
+    d->outbox = mh_outbox_new(d, &ocfg);
     for (size_t i = 0; i < d->n_notifiers; i++)
         if (mh_instance_start(d->notifiers[i]) != MH_OK)
             goto fail;
+    mh_outbox_start(d->outbox);
     if (bootstrap(d) != 0)
         goto fail;
     for (size_t i = 0; i < d->n_providers; i++)
@@ -1519,8 +1389,7 @@ void mh_daemon_free(struct mh_daemon **dp)
     mh_signal_free(&d->sig_term);
     mh_signal_free(&d->sig_int);
     mh_signal_free(&d->sig_hup);
-    while (d->jobs)
-        job_free(d->jobs);
+    mh_outbox_free(&d->outbox);
     mh_bus_free(&d->bus);
     mh_pool_free(&d->pool);
     mh_xfer_free(&d->xfer);

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 struct mh_daemon;
+struct mh_instance;
+struct mh_outbox;
 struct mh_loop;
 struct mh_xfer;
 struct mh_pool;
@@ -48,7 +50,9 @@ const char *mh_daemon_data_dir(struct mh_daemon *d);
 /** An instance reports that its pending stop finished. */
 void mh_daemon_instance_stopped(struct mh_daemon *d, struct mh_instance *inst);
 /** A notifier job finished (rc as for send). */
-void mh_daemon_job_done(struct mh_daemon *d, void *job, int rc, const char *detail);
+/** The notifier instances (the outbox delivers to them by name). */
+struct mh_instance *const *mh_daemon_notifiers(struct mh_daemon *d, size_t *n);
+struct mh_outbox *mh_daemon_outbox(struct mh_daemon *d);
 
 
 /* ---- hooks for the control API (loop thread) ---- */

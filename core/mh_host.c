@@ -2,6 +2,7 @@
 
 #include "mh_host.h"
 #include "mh_hoststore.h"
+#include "mh_outbox.h"
 #include "mh_bus.h"
 #include "mh_daemon.h"
 #include "mh_loader.h"
@@ -84,8 +85,8 @@ static int h_work_submit(struct mh_plugin_ctx *ctx, mh_work_fn fn, mh_work_done_
 
 static void h_job_done(struct mh_job *job, int rc, const char *detail)
 {
-    /* the job's daemon is reachable from the core's private part (see mh_daemon.c) */
-    mh_daemon_job_done(NULL, job, rc, detail);
+    /* the job is the outbox's (see mh_outbox.c) */
+    mh_outbox_job_done(job, rc, detail);
 }
 
 static int h_store_put_message(struct mh_plugin_ctx *ctx, const struct mh_message *msg, mh_store_cb cb, void *arg)
@@ -156,6 +157,7 @@ static const struct mh_host host_table = {
     .store_mark_gone = mh_hs_mark_gone,
     .store_folder_change = mh_hs_folder_change,
     .store_source_list = mh_hs_source_list,
+    .job_retry_after = mh_outbox_job_retry_after,
 };
 
 const struct mh_host *mh_host_table(void) { return &host_table; }

@@ -1676,6 +1676,142 @@ static void test_search(void **state)
     free(l);
 }
 
+struct sc_jobs {
+    size_t n;
+    int64_t id[16];
+    char state[16][16], key[16][64], detail[16][32];
+    int attempts[16];
+    int64_t next_at[16];
+};
+
+static int sc_job_cb(void *arg, const struct mh_job_rec *j)
+{
+    struct sc_jobs *l = arg;
+    assert_true(l->n < 16);
+    l->id[l->n] = j->id;
+    sc_cp(l->state[l->n], sizeof l->state[0], j->state);
+    sc_cp(l->key[l->n], sizeof l->key[0], j->key);
+    sc_cp(l->detail[l->n], sizeof l->detail[0], j->detail);
+    l->attempts[l->n] = j->attempts;
+    l->next_at[l->n] = j->next_at;
+    assert_non_null(j->event);
+    assert_non_null(j->notifier);
+    l->n++;
+    return 0;
+}
+
+static size_t sc_jobs_of(struct sc *f, struct sc_jobs *l, int64_t user_id, const char *state, int64_t due)
+{
+    struct mh_job_query q = {.struct_size = sizeof q, .user_id = user_id, .state = state, .due_before = due};
+    memset(l, 0, sizeof *l);
+    assert_int_equal(f->ops->job_list(f->st, &q, sc_job_cb, l), MH_OK);
+    return l->n;
+}
+
+static void test_outbox(void **state)
+{
+    struct sc *f = *state;
+    if (!SC_HAS(f->ops, job_put))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    struct mh_job_rec j = {.struct_size = sizeof j, .key = "evt_1/sms", .user_id = a, .notifier = "sms",
+                           .event_type = "mail.received", .event = "{\"id\":\"evt_1\"}", .state = "pending",
+                           .next_at = 1000, .created = 5000};
+    assert_int_equal(f->ops->job_put(f->st, &j), MH_OK);
+    int64_t j1 = j.id;
+    assert_true(j1 > 0);
+    /* the same key again: created once */
+    j.id = 0;
+    assert_int_equal(f->ops->job_put(f->st, &j), MH_EEXIST);
+    assert_int_equal(j.id, j1);
+    struct mh_job_rec k = j;
+    k.id = 0;
+    k.key = "evt_1/webhook";
+    k.notifier = "webhook";
+    k.next_at = 3000;
+    k.created = 6000;
+    assert_int_equal(f->ops->job_put(f->st, &k), MH_OK);
+    struct mh_job_rec sys = {.struct_size = sizeof sys, .key = "evt_2/webhook", .notifier = "webhook",
+                             .event_type = "daemon.started", .event = "{}", .state = "pending", .next_at = 500};
+    assert_int_equal(f->ops->job_put(f->st, &sys), MH_OK);
+    struct mh_job_rec bj = j;
+    bj.id = 0;
+    bj.key = "evt_3/sms";
+    bj.user_id = b;
+    assert_int_equal(f->ops->job_put(f->st, &bj), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+
+    struct sc_jobs l;
+    assert_int_equal(sc_jobs_of(f, &l, 0, "pending", 0), 4);
+    assert_int_equal(sc_jobs_of(f, &l, 0, "pending", 2000), 3); /* due before 2000 */
+    assert_int_equal(sc_jobs_of(f, &l, a, NULL, 0), 2);
+    assert_string_equal(l.key[0], "evt_1/sms");
+    assert_int_equal(sc_jobs_of(f, &l, b, NULL, 0), 1);
+
+    /* an attempt failed: retry later; then dead */
+    j.id = j1;
+    j.state = "pending";
+    j.attempts = 1;
+    j.next_at = 9000;
+    j.detail = "HTTP 503";
+    assert_int_equal(f->ops->job_put(f->st, &j), MH_OK);
+    j.state = "dead";
+    j.attempts = 8;
+    j.detail = "HTTP 503 after 8 attempts";
+    assert_int_equal(f->ops->job_put(f->st, &j), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_jobs_of(f, &l, a, "dead", 0), 1);
+    assert_int_equal(l.attempts[0], 8);
+    assert_string_equal(l.detail[0], "HTTP 503 after 8 attempts");
+    struct mh_job_rec ghost = j;
+    ghost.id = 999999;
+    assert_int_equal(f->ops->job_put(f->st, &ghost), MH_ENOTFOUND);
+
+    /* rate limits count what was created for a user and channel */
+    uint64_t n = 99;
+    assert_int_equal(f->ops->job_count(f->st, a, "sms", 0, &n), MH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f->ops->job_count(f->st, a, "webhook", 6000, &n), MH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f->ops->job_count(f->st, a, "webhook", 6001, &n), MH_OK);
+    assert_int_equal(n, 0);
+
+    /* delivered jobs are pruned once old; dead ones stay for a replay */
+    k.state = "delivered";
+    k.updated = 7000;
+    assert_int_equal(f->ops->job_put(f->st, &k), MH_OK);
+    assert_int_equal(f->ops->job_prune(f->st, 8000, &n), MH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_jobs_of(f, &l, a, NULL, 0), 1);
+    assert_string_equal(l.state[0], "dead");
+    /* a user's jobs go with the user */
+    assert_int_equal(f->ops->user_delete(f->st, b), MH_OK);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_jobs_of(f, &l, 0, NULL, 0), 2);
+}
+
+static void test_user_prefs(void **state)
+{
+    struct sc *f = *state;
+    if (!SC_HAS(f->ops, user_pref_get))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    char *v = NULL;
+    assert_int_equal(f->ops->user_pref_get(f->st, a, "notify", &v), 0);
+    assert_int_equal(f->ops->user_pref_put(f->st, a, "notify", "{\"mute\":[\"news\"]}"), MH_OK);
+    assert_int_equal(f->ops->user_pref_put(f->st, a, "notify", "{\"mute\":[]}"), MH_OK);
+    assert_int_equal(f->ops->user_pref_put(f->st, 424242, "notify", "{}"), MH_ENOTFOUND);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(f->ops->user_pref_get(f->st, a, "notify", &v), 1);
+    assert_string_equal(v, "{\"mute\":[]}");
+    free(v);
+    assert_int_equal(f->ops->user_pref_get(f->st, b, "notify", &v), 0);
+    assert_int_equal(f->ops->user_pref_put(f->st, a, "notify", NULL), MH_OK);
+    assert_int_equal(f->ops->user_pref_get(f->st, a, "notify", &v), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+}
+
 int store_contract_run(const struct store_contract *c)
 {
     void *pre = (void *)c;
@@ -1705,6 +1841,8 @@ int store_contract_run(const struct store_contract *c)
         SC_TEST(test_rekey),
         SC_TEST(test_folder_change),
         SC_TEST(test_search),
+        SC_TEST(test_outbox),
+        SC_TEST(test_user_prefs),
     };
 #undef SC_TEST
     return _cmocka_run_group_tests(c->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);

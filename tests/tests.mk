@@ -22,4 +22,5 @@ include tests/api.mk
 include tests/ctl.mk
 include tests/mbox.mk
 include tests/hub.mk
+include tests/outbox.mk
 include tests/search.mk

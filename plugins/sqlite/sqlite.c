@@ -252,6 +252,28 @@ static const struct sq_migration sq_migrations[] = {
       "  PRIMARY KEY (account_id, key)) WITHOUT ROWID;"
       /* rowid = the message's id; only AND of whole terms is asked, so no positions */
       "CREATE VIRTUAL TABLE msg_search USING fts5(terms, tokenize = 'ascii', detail = 'none');"
+      "CREATE TABLE user_prefs ("
+      "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+      "  key TEXT NOT NULL,"
+      "  value TEXT NOT NULL,"
+      "  PRIMARY KEY (user_id, key)) WITHOUT ROWID;"
+      "CREATE TABLE jobs ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  key TEXT NOT NULL UNIQUE,"
+      "  user_id INTEGER REFERENCES users (id) ON DELETE CASCADE,"
+      "  notifier TEXT NOT NULL,"
+      "  event_type TEXT NOT NULL,"
+      "  state TEXT NOT NULL,"
+      "  attempts INTEGER NOT NULL DEFAULT 0,"
+      "  next_at INTEGER NOT NULL,"
+      "  fold TEXT,"
+      "  created INTEGER NOT NULL,"
+      "  updated INTEGER NOT NULL,"
+      "  detail TEXT,"
+      "  event TEXT NOT NULL);"
+      "CREATE INDEX jobs_state ON jobs (state, next_at);"
+      "CREATE INDEX jobs_user ON jobs (user_id, notifier, created);"
+      "CREATE INDEX jobs_fold ON jobs (fold) WHERE fold IS NOT NULL;"
       "CREATE TRIGGER messages_del AFTER DELETE ON messages BEGIN"
       "  UPDATE usage SET bytes = bytes - OLD.size, count = count - 1 WHERE user_id = OLD.user_id;"
       "  UPDATE folders SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = OLD.folder_id;"
@@ -321,6 +343,14 @@ enum sq_stmt {
     SQ_FOLDER_GONE,
     SQ_SOURCE_LIST,
     SQ_SEARCH_INS,
+    SQ_JOB_INS,
+    SQ_JOB_UPD,
+    SQ_JOB_BY_KEY,
+    SQ_JOB_COUNT,
+    SQ_JOB_PRUNE,
+    SQ_PREF_GET,
+    SQ_PREF_PUT,
+    SQ_PREF_DEL,
     SQ_N_STMTS,
 };
 
@@ -401,6 +431,18 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
     [SQ_SOURCE_LIST] = ("SELECT source_id, flags, source_gone FROM messages"
                         " WHERE folder_id = ?1 AND source_id IS NOT NULL ORDER BY folder_id, uid"),
     [SQ_SEARCH_INS] = "INSERT INTO msg_search (rowid, terms) VALUES (?1, ?2)",
+    [SQ_JOB_INS] = ("INSERT INTO jobs (key, user_id, notifier, event_type, state, attempts, next_at, fold, created,"
+                    " updated, detail, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+    [SQ_JOB_UPD] = ("UPDATE jobs SET state = ?2, attempts = ?3, next_at = ?4, fold = ?5, updated = ?6, detail = ?7"
+                    " WHERE id = ?1"),
+    [SQ_JOB_BY_KEY] = "SELECT id FROM jobs WHERE key = ?1",
+    [SQ_JOB_COUNT] = ("SELECT count(*) FROM jobs WHERE user_id = ?1 AND notifier = ?2 AND created >= ?3"
+                      " AND state <> 'folded'"),
+    [SQ_JOB_PRUNE] = "DELETE FROM jobs WHERE state IN ('delivered', 'folded') AND updated < ?1",
+    [SQ_PREF_GET] = "SELECT value FROM user_prefs WHERE user_id = ?1 AND key = ?2",
+    [SQ_PREF_PUT] = ("INSERT INTO user_prefs (user_id, key, value) VALUES (?1, ?2, ?3)"
+                     " ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value"),
+    [SQ_PREF_DEL] = "DELETE FROM user_prefs WHERE user_id = ?1 AND key = ?2",
 };
 
 /* msg_list: one statement per filter and per with_blob.  Each names its index
@@ -1936,6 +1978,211 @@ static int sq_source_list(void *state, int64_t user_id, int64_t account_id, cons
     return rc;
 }
 
+/* ----------------------------------------------- outbox (SDK 1.2) */
+
+static int sq_job_put(void *state, struct mh_job_rec *j)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (j == NULL || j->state == NULL || (j->id == 0 && (j->key == NULL || j->notifier == NULL ||
+                                                         j->event_type == NULL || j->event == NULL))) {
+        mh_set_error(s->ctx, "job_put: key, notifier, event_type, event and state are required");
+        return MH_EINVAL;
+    }
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    int64_t now = sq_now() * 1000;
+    sqlite3_stmt *st;
+    if (j->id == 0) {
+        st = s->st[SQ_JOB_BY_KEY];
+        sq_bind_text(st, 1, j->key);
+        int src = sqlite3_step(st);
+        int64_t old = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = sq_fail(s, src, "looking up a job");
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != MH_OK)
+            return rc;
+        if (old > 0) {
+            j->id = old;
+            return MH_EEXIST;
+        }
+        st = s->st[SQ_JOB_INS];
+        sq_bind_text(st, 1, j->key);
+        if (j->user_id > 0)
+            sqlite3_bind_int64(st, 2, j->user_id);
+        sq_bind_text(st, 3, j->notifier);
+        sq_bind_text(st, 4, j->event_type);
+        sq_bind_text(st, 5, j->state);
+        sqlite3_bind_int(st, 6, j->attempts);
+        sqlite3_bind_int64(st, 7, j->next_at);
+        sq_bind_text(st, 8, j->fold);
+        sqlite3_bind_int64(st, 9, j->created ? j->created : now);
+        sqlite3_bind_int64(st, 10, j->updated ? j->updated : now);
+        sq_bind_text(st, 11, j->detail);
+        sq_bind_text(st, 12, j->event);
+        rc = sq_step_write(s, st, "queueing a notification");
+        if (rc == MH_OK)
+            j->id = sqlite3_last_insert_rowid(s->db);
+    } else {
+        st = s->st[SQ_JOB_UPD];
+        sqlite3_bind_int64(st, 1, j->id);
+        sq_bind_text(st, 2, j->state);
+        sqlite3_bind_int(st, 3, j->attempts);
+        sqlite3_bind_int64(st, 4, j->next_at);
+        sq_bind_text(st, 5, j->fold);
+        sqlite3_bind_int64(st, 6, j->updated ? j->updated : now);
+        sq_bind_text(st, 7, j->detail);
+        rc = sq_step_write(s, st, "updating a notification");
+        if (rc == MH_OK && sqlite3_changes(s->db) == 0)
+            rc = MH_ENOTFOUND;
+    }
+    if (rc == MH_OK)
+        s->writes++;
+    else if (rc != MH_ENOTFOUND)
+        sq_after_error(s);
+    return rc;
+}
+
+static int sq_job_list(void *state, const struct mh_job_query *q, mh_job_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (q == NULL)
+        return MH_EINVAL;
+    /* Few shapes, rarely run (start-up, the API): prepared per call. */
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(
+        s->db,
+        "SELECT id, key, user_id, notifier, event_type, event, state, attempts, next_at, fold, created, updated,"
+        " detail FROM jobs WHERE (?1 = 0 OR id = ?1) AND (?2 = 0 OR user_id = ?2) AND (?3 IS NULL OR state = ?3)"
+        " AND (?4 IS NULL OR fold = ?4) AND (?5 = 0 OR next_at < ?5) AND id > ?6 ORDER BY id LIMIT ?7",
+        -1, &st, NULL);
+    if (src != SQLITE_OK)
+        return sq_fail(s, src, "preparing a job query");
+    sqlite3_bind_int64(st, 1, q->id);
+    sqlite3_bind_int64(st, 2, q->user_id);
+    sq_bind_text(st, 3, q->state);
+    sq_bind_text(st, 4, q->fold);
+    sqlite3_bind_int64(st, 5, q->due_before);
+    sqlite3_bind_int64(st, 6, q->after_id);
+    sqlite3_bind_int64(st, 7, q->limit ? (sqlite3_int64)q->limit : -1);
+    int rc = MH_OK;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_job_rec j = {.struct_size = sizeof j,
+                               .id = sqlite3_column_int64(st, 0),
+                               .key = sq_col_text(st, 1),
+                               .user_id = sqlite3_column_int64(st, 2),
+                               .notifier = sq_col_text(st, 3),
+                               .event_type = sq_col_text(st, 4),
+                               .event = sq_col_text(st, 5),
+                               .state = sq_col_text(st, 6),
+                               .attempts = sqlite3_column_int(st, 7),
+                               .next_at = sqlite3_column_int64(st, 8),
+                               .fold = sq_col_text(st, 9),
+                               .created = sqlite3_column_int64(st, 10),
+                               .updated = sqlite3_column_int64(st, 11),
+                               .detail = sq_col_text(st, 12)};
+        if (cb != NULL && cb(arg, &j) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading notifications");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_job_count(void *state, int64_t user_id, const char *notifier, int64_t since, uint64_t *count_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    sqlite3_stmt *st = s->st[SQ_JOB_COUNT];
+    sqlite3_bind_int64(st, 1, user_id);
+    sq_bind_text(st, 2, notifier);
+    sqlite3_bind_int64(st, 3, since);
+    int src = sqlite3_step(st), rc = MH_OK;
+    if (src == SQLITE_ROW)
+        *count_out = sq_col_u64(st, 0);
+    else
+        rc = sq_fail(s, src, "counting notifications");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int sq_job_prune(void *state, int64_t before, uint64_t *count_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[SQ_JOB_PRUNE];
+    sqlite3_bind_int64(st, 1, before);
+    rc = sq_step_write(s, st, "pruning notifications");
+    if (rc == MH_OK) {
+        s->writes++;
+        if (count_out)
+            *count_out = (uint64_t)sqlite3_changes(s->db);
+    } else {
+        sq_after_error(s);
+    }
+    return rc;
+}
+
+static int sq_user_pref_get(void *state, int64_t user_id, const char *key, char **value_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    *value_out = NULL;
+    sqlite3_stmt *st = s->st[SQ_PREF_GET];
+    sqlite3_bind_int64(st, 1, user_id);
+    sq_bind_text(st, 2, key);
+    int src = sqlite3_step(st), rc = 0;
+    if (src == SQLITE_ROW) {
+        *value_out = mh_strdup(sq_col_text(st, 0) ? sq_col_text(st, 0) : "");
+        rc = *value_out ? 1 : MH_ENOMEM;
+    } else if (src != SQLITE_DONE) {
+        rc = sq_fail(s, src, "reading a preference");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int sq_user_pref_put(void *state, int64_t user_id, const char *key, const char *value)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (key == NULL)
+        return MH_EINVAL;
+    int rc = sq_user_exists(s, user_id);
+    if (rc <= 0)
+        return rc == 0 ? MH_ENOTFOUND : rc;
+    rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[value ? SQ_PREF_PUT : SQ_PREF_DEL];
+    sqlite3_bind_int64(st, 1, user_id);
+    sq_bind_text(st, 2, key);
+    if (value)
+        sq_bind_text(st, 3, value);
+    rc = sq_step_write(s, st, "writing a preference");
+    if (rc == MH_OK)
+        s->writes++;
+    else
+        sq_after_error(s);
+    return rc;
+}
+
 /* ------------------------------------------------------ usage, quota */
 
 static int sq_usage(void *state, int64_t user_id, uint64_t *bytes_out, uint64_t *count_out)
@@ -2086,6 +2333,12 @@ static const struct mh_store_ops sq_ops = {
     .msg_rekey = sq_msg_rekey,
     .folder_change = sq_folder_change,
     .source_list = sq_source_list,
+    .job_put = sq_job_put,
+    .job_list = sq_job_list,
+    .job_count = sq_job_count,
+    .job_prune = sq_job_prune,
+    .user_pref_get = sq_user_pref_get,
+    .user_pref_put = sq_user_pref_put,
 };
 
 MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.2.0",

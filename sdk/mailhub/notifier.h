@@ -20,7 +20,9 @@ extern "C" {
 #endif
 
 /**
- * An event as delivered to a notifier.
+ * An event as delivered to a notifier.  Since 1.2 every delivery goes
+ * through the core's durable outbox: it is delivered at least once (again
+ * after a restart if it was not acknowledged), so deduplicate by `id`.
  * Ownership: borrowed for the duration of `send`; copy what you keep.
  */
 struct mh_event {
@@ -32,6 +34,11 @@ struct mh_event {
     size_t json_len;
     const char *user;   /* the hub user the event concerns, or NULL */
     double time;        /* seconds since the epoch */
+    /* since 1.2: */
+    const char *phone;  /* the user's bound phone number (E.164) when the notification was queued, or NULL */
+    const char *email;  /* the user's notification address, or NULL */
+    int64_t job_id;     /* the outbox job delivering it (listed by the API; 0 if none) */
+    int attempt;        /* 1 for the first delivery, 2 for the first retry, ... */
 };
 
 /**
@@ -64,6 +71,17 @@ struct mh_notifier_ops {
 static inline void mh_job_done(struct mh_job *job, int rc, const char *detail)
 {
     job->host->job_done(job, rc, detail);
+}
+
+/**
+ * Ask for the next attempt of a job that is about to fail with MH_ERETRY to
+ * wait at least `seconds` (e.g. an HTTP Retry-After); call it before
+ * mh_job_done() or before send returns.  Since 1.2 (no-op before).
+ */
+static inline void mh_job_retry_after(struct mh_job *job, double seconds)
+{
+    if (MH_HOST_HAS(job->host, job_retry_after))
+        job->host->job_retry_after(job, seconds);
 }
 
 #ifdef __cplusplus

@@ -392,6 +392,8 @@ struct mh_host {
                                mh_done_cb cb, void *arg);
     int (*store_source_list)(struct mh_plugin_ctx *ctx, const char *folder, mh_source_list_cb cb,
                              void *arg);
+    /* since 1.2: notifiers */
+    void (*job_retry_after)(struct mh_job *job, double seconds);
 };
 
 /* ------------------------------------------------------- descriptor */

@@ -141,12 +141,46 @@ struct mh_msg_query {
     int descending;     /* 1: newest first (descending id); after_id then means "ids below this" */
 };
 
+/**
+ * One notification job of the durable outbox (since 1.2): one event for one
+ * notifier instance.  Times are milliseconds since the epoch.
+ */
+struct mh_job_rec {
+    uint32_t struct_size;
+    int64_t id;             /* assigned by the store (job_put with id 0) */
+    const char *key;        /* stable and unique: "<event id>/<notifier instance>" (dedup) */
+    int64_t user_id;        /* the user it is for, 0: none (system events) */
+    const char *notifier;   /* the notifier instance's name */
+    const char *event_type; /* "mail.received", ... */
+    const char *event;      /* the event envelope, JSON text, as the notifier receives it */
+    const char *state;      /* "pending" (due at next_at), "held" (quiet hours or rate limit: folded into
+                               a digest at next_at), "delivered", "dead" (retries exhausted or a
+                               permanent failure), "folded" (merged into another job's digest) */
+    int attempts;
+    int64_t next_at;
+    const char *fold;       /* jobs held under the same fold key become one digest, or NULL */
+    int64_t created, updated;
+    const char *detail;     /* the last outcome, e.g. "HTTP 503", or NULL */
+};
+
+struct mh_job_query {
+    uint32_t struct_size;
+    int64_t id;             /* >0: only this job */
+    int64_t user_id;        /* >0: only this user's; 0: everyone's */
+    const char *state;      /* only jobs in this state, or NULL */
+    const char *fold;       /* only jobs with this fold key, or NULL */
+    int64_t due_before;     /* >0: only jobs with next_at below this */
+    int64_t after_id;       /* paging: ids above this */
+    uint32_t limit;         /* 0: no limit */
+};
+
 /* Callbacks for list operations: return 0 to go on, nonzero to stop early. */
 typedef int (*mh_user_each_cb)(void *arg, const struct mh_user_rec *u);
 typedef int (*mh_account_each_cb)(void *arg, const struct mh_account_rec *a);
 typedef int (*mh_folder_each_cb)(void *arg, const struct mh_folder_rec *f);
 typedef int (*mh_msg_each_cb)(void *arg, const struct mh_msg_rec *m);
 typedef int (*mh_quota_each_cb)(void *arg, uint64_t allocation, const char *reason, int64_t when);
+typedef int (*mh_job_each_cb)(void *arg, const struct mh_job_rec *j);
 
 /** Store operations.  Fields are only appended.  Thread: the store thread. */
 struct mh_store_ops {
@@ -284,6 +318,26 @@ struct mh_store_ops {
     /** The messages of one folder of the account (source_id, flags, gone), ascending by UID. */
     int (*source_list)(void *state, int64_t user_id, int64_t account_id, const char *folder,
                        int (*cb)(void *arg, const struct mh_source_msg *m), void *arg);
+
+    /**
+     * The outbox.  job_put with j->id 0 inserts (sets j->id; MH_EEXIST and
+     * j->id set to the stored job when the key exists: a job is created once);
+     * otherwise it updates state, attempts, next_at, fold, detail and updated
+     * of job j->id (MH_ENOTFOUND if none).  Part of the batch: acknowledged at
+     * the next flush.  Jobs of a deleted user go with the user.
+     */
+    int (*job_put)(void *state, struct mh_job_rec *j);
+    /** Jobs matching every filter of q, ascending by id. */
+    int (*job_list)(void *state, const struct mh_job_query *q, mh_job_each_cb cb, void *arg);
+    /** How many jobs of user_id for `notifier` were created at or after `since` (rate limits). */
+    int (*job_count)(void *state, int64_t user_id, const char *notifier, int64_t since, uint64_t *count_out);
+    /** Delete "delivered" and "folded" jobs last updated before `before`; *count_out: how many. */
+    int (*job_prune)(void *state, int64_t before, uint64_t *count_out);
+
+    /** A user's preferences by key (e.g. "notify": the notification rules, JSON): 1 found, 0 none. */
+    int (*user_pref_get)(void *state, int64_t user_id, const char *key, char **value_out);
+    /** Set (value NULL: delete) a preference: MH_OK or MH_ENOTFOUND for an unknown user. */
+    int (*user_pref_put)(void *state, int64_t user_id, const char *key, const char *value);
 };
 
 #ifdef __cplusplus
