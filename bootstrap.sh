@@ -14,7 +14,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 BUILD_PKGS="ca-certificates gcc make autoconf automake libtool libltdl-dev pkg-config libev-dev
  libcurl4-openssl-dev libyaml-dev libssl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
  libgmime-3.0-dev libargon2-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps curl python3 python3-yaml"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps curl python3 python3-yaml kannel kannel-extras python3-aiosmtpd openssl"
 
 say() { printf '==> %s\n' "$*"; }
 

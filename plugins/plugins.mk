@@ -19,3 +19,26 @@ plugins_mbox_la_SOURCES = plugins/mbox/mbox.c
 plugins_mbox_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 plugins_mbox_la_LDFLAGS = $(MH_MODULE_FLAGS)
 plugins_mbox_la_LIBADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)
+
+# common/notify_tpl: templates, SMS segmentation, webhook signatures and mail encodings for the notifiers.
+noinst_LTLIBRARIES += plugins/common/libnotify_tpl.la
+plugins_common_libnotify_tpl_la_SOURCES = plugins/common/notify_tpl.c plugins/common/notify_tpl.h
+plugins_common_libnotify_tpl_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) -fPIC
+plugins_common_libnotify_tpl_la_LIBADD = $(OPENSSL_LIBS) $(JANSSON_LIBS)
+
+# sms, email, webhook: notifiers (docs/notifiers.md).
+pkgplugins_LTLIBRARIES += plugins/sms.la plugins/email.la plugins/webhook.la
+plugins_sms_la_SOURCES = plugins/sms/sms.c
+plugins_sms_la_CFLAGS = $(AM_CFLAGS)
+plugins_sms_la_LDFLAGS = $(MH_MODULE_FLAGS)
+plugins_sms_la_LIBADD = plugins/common/libnotify_tpl.la
+
+plugins_email_la_SOURCES = plugins/email/email.c
+plugins_email_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JANSSON_CFLAGS)
+plugins_email_la_LDFLAGS = $(MH_MODULE_FLAGS)
+plugins_email_la_LIBADD = plugins/common/libnotify_tpl.la $(CURL_LIBS) $(JANSSON_LIBS)
+
+plugins_webhook_la_SOURCES = plugins/webhook/webhook.c
+plugins_webhook_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
+plugins_webhook_la_LDFLAGS = $(MH_MODULE_FLAGS)
+plugins_webhook_la_LIBADD = plugins/common/libnotify_tpl.la $(CURL_LIBS)

@@ -24,3 +24,4 @@ include tests/mbox.mk
 include tests/hub.mk
 include tests/outbox.mk
 include tests/search.mk
+include tests/notify.mk
