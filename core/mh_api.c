@@ -31,6 +31,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -3057,6 +3058,93 @@ static void h_rules_delete(struct req *r)
     call_store(r, st_rules_put, NULL);
 }
 
+/* Delivery reports (Kannel's dlr-url): no bearer token; the URL carries a MAC of the job id under a key
+ * derived from the master key (mh_outbox_report_token), so only the hub could have made it. */
+static const char *report_text(long long status)
+{
+    switch (status) {
+    case 1: return "delivered to the phone";
+    case 2: return "not delivered to the phone";
+    case 4: return "queued at the SMSC";
+    case 8: return "accepted by the SMSC";
+    case 16: return "rejected by the SMSC";
+    default: return "reported";
+    }
+}
+
+struct report_ctx {
+    struct req *r;
+    struct mh_hub *h;
+    int found, rc;
+};
+
+static int report_cb(void *arg, const struct mh_job_rec *j)
+{
+    struct report_ctx *c = arg;
+    /* keep the delivery outcome, replace an earlier report */
+    const char *d = j->detail ? j->detail : "";
+    const char *cut = strstr(d, "; report: ");
+    size_t keep = cut ? (size_t)(cut - d) : strlen(d);
+    char *detail = mh_asprintf("%.*s%sreport: %s", (int)keep, d, keep ? "; " : "", c->r->q_text);
+    struct mh_job_rec u = {.struct_size = sizeof u,
+                           .id = j->id,
+                           .state = j->state,
+                           .attempts = j->attempts,
+                           .next_at = j->next_at,
+                           .fold = j->fold,
+                           .detail = detail};
+    c->found = 1;
+    c->rc = mh_hub_ops(c->h)->job_put(mh_hub_state(c->h), &u);
+    free(detail);
+    return 1;
+}
+
+static void st_report(struct mh_hub *h, void *arg)
+{
+    struct req *r = arg;
+    const struct mh_store_ops *ops = mh_hub_ops(h);
+    if (!MH_STORE_HAS(ops, job_list)) {
+        fail(r, 501, "not_implemented", "the store has no notification outbox (it predates SDK 1.2)");
+        return;
+    }
+    struct report_ctx c = {.r = r, .h = h};
+    struct mh_job_query q = {.struct_size = sizeof q, .id = r->path_id};
+    int rc = ops->job_list(mh_hub_state(h), &q, report_cb, &c);
+    if (rc == MH_OK)
+        rc = c.rc;
+    if (rc != MH_OK)
+        fail_rc(r, rc, "notification");
+    else if (!c.found)
+        fail(r, 404, "not_found", "no notification %" PRId64, r->path_id);
+    else
+        r->out = json_pack("{sIss}", "id", (json_int_t)r->path_id, "recorded", r->q_text);
+}
+
+static void h_report(struct req *r)
+{
+    const char *t = qarg(r, "t");
+    char want[33];
+    mh_outbox_report_token(mh_daemon_report_key(r->api->d), r->path_id, want);
+    if (t == NULL || strlen(t) != 32 || CRYPTO_memcmp(t, want, 32) != 0) {
+        fail_reply(r, 404, "not_found", "no notification %" PRId64, r->path_id);
+        return;
+    }
+    int64_t status = 0;
+    if (q_int(r, "status", 0, 1 << 20, 0, &status)) {
+        reply(r);
+        return;
+    }
+    char answer[128] = "";
+    const char *ans = qarg(r, "answer");
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)(ans ? ans : ""); *p && k + 1 < sizeof answer; p++)
+        answer[k++] = (*p >= 0x20 && *p < 0x7f) ? (char)*p : '?';
+    answer[k] = '\0';
+    r->q_text = mh_asprintf("%s (%lld)%s%s", report_text(status), (long long)status, answer[0] ? ": " : "", answer);
+    mh_logf(MH_LOG_INFO, r->api->who, "delivery report for notification #%" PRId64 ": %s", r->path_id, r->q_text);
+    call_store(r, st_report, NULL);
+}
+
 /* ------------------------------------------------------------------ routes */
 
 static const struct route routes[] = {
@@ -3091,6 +3179,7 @@ static const struct route routes[] = {
     {"GET", "me/notify", B_NONE, 1, h_rules_get},
     {"PATCH", "me/notify", B_JSON, 1, h_rules_put},
     {"DELETE", "me/notify", B_NONE, 1, h_rules_delete},
+    {"GET", "reports/#", B_NONE, 0, h_report},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

@@ -712,6 +712,9 @@ static const struct mh_option daemon_opts[] = {
      "closed|open", 0, 0},
     {"max_upload", MH_OPT_SIZE, "10GB", 0, "largest mbox a user may upload through the API (0: no limit)", NULL, 0,
      0},
+    {"public_url", MH_OPT_STR, NULL, 0,
+     "the hub's API as the outside sees it (http(s)://host[:port]), for delivery reports (Kannel dlr-url)",
+     NULL, 0, 0},
     {"notify_attempts", MH_OPT_INT, "10", 0,
      "deliveries tried per notification before it is dead-lettered (transient failures only)", NULL, 1, 100},
     {"notify_retry", MH_OPT_DURATION, "1s", 0,
@@ -898,6 +901,20 @@ static void load_daemon(struct loader *ld, const struct mh_cfg_node *root)
     c->ca_file = path_opt(ld, cfg, sec, "daemon", "tls_ca_file");
     c->registration_open = mh_opts_int(cfg, "registration") == 1;
     c->max_upload = mh_opts_size(cfg, "max_upload");
+    const char *pu = mh_opts_str(cfg, "public_url");
+    if (pu != NULL) {
+        size_t n = strlen(pu);
+        if ((strncmp(pu, "http://", 7) != 0 && strncmp(pu, "https://", 8) != 0) || n < 9 || n > 512 ||
+            strpbrk(pu, " ?#\"'<>") != NULL) {
+            const struct mh_cfg_node *nd = mh_cfg_get(sec, "public_url");
+            mh_cfg_errors_add(ld->errs, ld->file, nd ? nd->line : 0, nd ? nd->col : 0, "daemon.public_url",
+                              "expected an http:// or https:// URL without a query or fragment");
+        } else {
+            c->public_url = mh_xstrdup(pu);
+            if (c->public_url[n - 1] == '/')
+                c->public_url[n - 1] = '\0';
+        }
+    }
     c->notify_attempts = (int)mh_opts_int(cfg, "notify_attempts");
     c->notify_retry_ms = mh_opts_duration_ms(cfg, "notify_retry");
     c->notify_retry_max_ms = mh_opts_duration_ms(cfg, "notify_retry_max");
@@ -1277,6 +1294,7 @@ void mh_config_free(struct mh_daemon_config **cp)
     free(c->data_dir);
     free(c->pid_file);
     free(c->ca_file);
+    free(c->public_url);
     for (size_t i = 0; i < c->n_listeners; i++) {
         free(c->listeners[i].name);
         free(c->listeners[i].address);

@@ -108,6 +108,7 @@ struct mh_daemon_config {
     char *ca_file;               /* tls_ca_file: extra CA bundle for every transfer, or NULL */
     int registration_open;       /* registration: open */
     uint64_t max_upload;         /* bytes, 0: no limit (default 10 GB) */
+    char *public_url;            /* the API as seen from outside (no trailing /), or NULL */
     int notify_attempts;         /* the outbox: deliveries per notification before it is dead (10) */
     int64_t notify_retry_ms, notify_retry_max_ms; /* first and longest retry delay (1 s, 10 min) */
     int64_t notify_keep_ms;      /* delivered notifications are pruned after this (7 days) */

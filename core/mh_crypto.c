@@ -21,6 +21,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #define MH_SEAL_VERSION 0x01
 #define MH_NONCE_LEN 12
@@ -149,6 +150,15 @@ void mh_sha256(const void *buf, size_t len, unsigned char out[32])
     if (EVP_Digest(buf != NULL ? buf : &empty, buf != NULL ? len : 0, out, NULL, EVP_sha256(), NULL) != 1) {
         /* only possible when libcrypto is broken; a wrong hash would be silent corruption */
         fputs("mailhub: SHA-256 failed (libcrypto)\n", stderr);
+        abort();
+    }
+}
+
+void mh_hmac_sha256(const unsigned char *key, size_t key_len, const void *msg, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+    if (HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &n) == NULL || n != 32) {
+        fputs("mailhub: HMAC-SHA-256 failed (libcrypto)\n", stderr);
         abort();
     }
 }

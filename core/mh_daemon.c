@@ -231,6 +231,7 @@ struct mh_daemon {
     struct mh_api **apis;
     size_t n_apis;
     struct mh_outbox *outbox;
+    unsigned char report_key[32]; /* authenticates delivery reports (derived from the master key) */
     struct mh_signal *sig_term, *sig_int, *sig_hup;
     struct mh_timer *tick;
     enum phase phase;
@@ -336,6 +337,10 @@ struct mh_instance *const *mh_daemon_notifiers(struct mh_daemon *d, size_t *n)
 }
 
 struct mh_outbox *mh_daemon_outbox(struct mh_daemon *d) { return d->outbox; }
+
+const unsigned char *mh_daemon_report_key(struct mh_daemon *d) { return d->report_key; }
+
+const char *mh_daemon_public_url(struct mh_daemon *d) { return d->plan ? d->plan->cfg->public_url : NULL; }
 
 /* ----------------------------------------------------- instance set-up */
 
@@ -1312,6 +1317,9 @@ int mh_daemon_run(struct mh_daemon *d)
         goto fail;
     }
     free(key_path);
+    /* delivery reports (Kannel dlr-url) are authenticated by a key only this hub can derive */
+    static const char report_label[] = "mailhub delivery reports v1";
+    mh_hmac_sha256(master, sizeof master, report_label, sizeof report_label - 1, d->report_key);
     d->storeq = mh_storeq_new(d->loop, d->bus, d->store->mod->desc.ops, d->store->state, master, policy_of(cfg, &pol),
                               &err);
     mh_wipe(master, sizeof master);
@@ -1390,6 +1398,7 @@ void mh_daemon_free(struct mh_daemon **dp)
     mh_signal_free(&d->sig_int);
     mh_signal_free(&d->sig_hup);
     mh_outbox_free(&d->outbox);
+    mh_wipe(d->report_key, sizeof d->report_key);
     mh_bus_free(&d->bus);
     mh_pool_free(&d->pool);
     mh_xfer_free(&d->xfer);

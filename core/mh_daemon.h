@@ -53,6 +53,9 @@ void mh_daemon_instance_stopped(struct mh_daemon *d, struct mh_instance *inst);
 /** The notifier instances (the outbox delivers to them by name). */
 struct mh_instance *const *mh_daemon_notifiers(struct mh_daemon *d, size_t *n);
 struct mh_outbox *mh_daemon_outbox(struct mh_daemon *d);
+/** The key of delivery-report URLs (32 bytes), and daemon.public_url (NULL if unset). */
+const unsigned char *mh_daemon_report_key(struct mh_daemon *d);
+const char *mh_daemon_public_url(struct mh_daemon *d);
 
 
 /* ---- hooks for the control API (loop thread) ---- */

@@ -38,7 +38,7 @@ struct ojob {
     struct mh_job pub; /* handed to the notifier; first, so the core finds the job from it */
     struct mh_outbox *ob;
     int64_t id, user_id;
-    char *key, *notifier, *type, *event, *event_id, *user, *phone, *email, *fold, *detail;
+    char *key, *notifier, *type, *event, *event_id, *user, *phone, *email, *fold, *detail, *report_url;
     int attempts;
     int64_t next_at, created;
     int held;          /* waiting for a digest (quiet hours, rate limit) */
@@ -82,6 +82,7 @@ static void ojob_free(struct ojob *j)
     free(j->fold);
     free(j->detail);
     free(j->done_detail);
+    free(j->report_url);
     free(j);
 }
 
@@ -289,6 +290,12 @@ static void send_job(struct mh_outbox *ob, struct ojob *j)
         return;
     }
     const struct mh_event_type *t = mh_event_type_find(j->type);
+    const char *pub = mh_daemon_public_url(ob->d);
+    if (pub != NULL && j->report_url == NULL && j->id > 0) {
+        char tok[33];
+        mh_outbox_report_token(mh_daemon_report_key(ob->d), j->id, tok);
+        j->report_url = mh_asprintf("%s/api/v1/reports/%" PRId64 "?t=%s", pub, j->id, tok);
+    }
     j->ev = (struct mh_event){.struct_size = sizeof j->ev,
                               .id = j->event_id,
                               .type = j->type,
@@ -300,7 +307,8 @@ static void send_job(struct mh_outbox *ob, struct ojob *j)
                               .phone = j->phone,
                               .email = j->email,
                               .job_id = j->id,
-                              .attempt = j->attempts + 1};
+                              .attempt = j->attempts + 1,
+                              .report_url = j->report_url};
     j->pub.struct_size = sizeof j->pub;
     j->pub.host = mh_host_table();
     j->ob = ob;
@@ -1027,6 +1035,16 @@ static void prune_cb(struct mh_timer *t, void *arg)
 }
 
 /* ------------------------------------------------------------ public */
+
+void mh_outbox_report_token(const unsigned char key[32], int64_t job_id, char out[33])
+{
+    char msg[48];
+    int n = snprintf(msg, sizeof msg, "report:%" PRId64, job_id);
+    unsigned char mac[32];
+    mh_hmac_sha256(key, 32, msg, (size_t)n, mac);
+    mh_hex(mac, 16, out);
+    out[32] = '\0';
+}
 
 struct mh_outbox *mh_outbox_new(struct mh_daemon *d, const struct mh_outbox_cfg *cfg)
 {

@@ -41,6 +41,9 @@ size_t mh_outbox_waiting(const struct mh_outbox *ob);
 void mh_outbox_instance_gone(struct mh_outbox *ob, struct mh_instance *inst);
 void mh_outbox_free(struct mh_outbox **ob);
 
+/** The token that authenticates delivery reports for one job: 32 hex digits (and a NUL). */
+void mh_outbox_report_token(const unsigned char key[32], int64_t job_id, char out[33]);
+
 /** The host's mh_job_done() and mh_job_retry_after(). */
 void mh_outbox_job_done(struct mh_job *job, int rc, const char *detail);
 void mh_outbox_job_retry_after(struct mh_job *job, double seconds);

@@ -156,8 +156,26 @@ static void sms_done(void *arg, const struct mh_http_response *resp, int rc)
     mh_job_done(job, out, detail);
 }
 
-static char *kannel_url(struct sms *sm, const char *to, const char *text, int ucs2)
+static char *kannel_url(struct sms *sm, const char *to, const char *text, int ucs2, const char *report_url)
 {
+    /* a delivery report from Kannel comes back to the hub: dlr-url with %d (status) and %A (answer) */
+    char *dlr = NULL;
+    if (report_url != NULL && *report_url != '\0') {
+        size_t n = strlen(report_url) + 32;
+        char *u = mh_malloc(n);
+        if (u != NULL) {
+            snprintf(u, n, "%s&status=%%d&answer=%%A", report_url);
+            char *e = ntpl_escape(u, NTPL_FORM);
+            mh_free(u);
+            if (e != NULL) {
+                size_t m = strlen(e) + 32;
+                dlr = mh_malloc(m);
+                if (dlr != NULL)
+                    snprintf(dlr, m, "&dlr-mask=31&dlr-url=%s", e);
+                mh_free(e);
+            }
+        }
+    }
     char *eu = ntpl_escape(sm->username ? sm->username : "", NTPL_FORM);
     char *ep = ntpl_escape(sm->password ? sm->password : "", NTPL_FORM);
     char *ef = ntpl_escape(sm->from ? sm->from : "", NTPL_FORM);
@@ -165,13 +183,15 @@ static char *kannel_url(struct sms *sm, const char *to, const char *text, int uc
     char *ex = ntpl_escape(text, NTPL_FORM);
     char *url = NULL;
     if (eu && ep && ef && et && ex) {
-        size_t n = strlen(sm->url) + strlen(eu) + strlen(ep) + strlen(ef) + strlen(et) + strlen(ex) + 128;
+        size_t n = strlen(sm->url) + strlen(eu) + strlen(ep) + strlen(ef) + strlen(et) + strlen(ex) +
+                   (dlr ? strlen(dlr) : 0) + 128;
         url = mh_malloc(n);
         if (url != NULL)
-            snprintf(url, n, "%s%susername=%s&password=%s%s%s&to=%s&text=%s%s", sm->url,
+            snprintf(url, n, "%s%susername=%s&password=%s%s%s&to=%s&text=%s%s%s", sm->url,
                      strchr(sm->url, '?') ? "&" : "?", eu, ep, *ef ? "&from=" : "", ef, et, ex,
-                     ucs2 ? "&coding=2&charset=UTF-8" : "");
+                     ucs2 ? "&coding=2&charset=UTF-8" : "", dlr ? dlr : "");
     }
+    mh_free(dlr);
     mh_free(eu);
     mh_free(ep);
     mh_free(ef);
@@ -238,7 +258,10 @@ static int sms_send(void *state, const struct mh_event *ev, struct mh_job *job)
 
     struct mh_http_request req = {.struct_size = sizeof req, .timeout_ms = sm->timeout_ms};
     if (sm->mode == MODE_KANNEL) {
-        url = kannel_url(sm, to, text, fit.ucs2);
+        const char *report = ev->struct_size >= offsetof(struct mh_event, report_url) + sizeof ev->report_url
+                                 ? ev->report_url
+                                 : NULL;
+        url = kannel_url(sm, to, text, fit.ucs2, report);
         if (url == NULL)
             goto out;
         req.method = "GET";

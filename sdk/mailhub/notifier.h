@@ -39,6 +39,10 @@ struct mh_event {
     const char *email;  /* the user's notification address, or NULL */
     int64_t job_id;     /* the outbox job delivering it (listed by the API; 0 if none) */
     int attempt;        /* 1 for the first delivery, 2 for the first retry, ... */
+    const char *report_url; /* where the channel may report the final delivery (Kannel dlr-url): an
+                               http(s) URL of the hub's API for this job, or NULL when the daemon has no
+                               daemon.public_url.  Add `status=...` (and `answer=...`) as query
+                               parameters; the report is recorded on the job. */
 };
 
 /**

@@ -115,6 +115,7 @@ daemon:
   data_dir: $T/data
   log_level: info
   shutdown_timeout: 5s
+  public_url: http://127.0.0.1:$API_PORT
 plugins:
   path: [$PLUG]
 listeners:
@@ -273,6 +274,18 @@ assert len(m) == 1, m
 assert m[0]["to"] == "+8613800138000" and m[0]["from"] == "12345" and m[0]["kind"] == "ucs-2", m' \
     "$T/sms.json" "$ZH_TEXT"
 
+# Kannel calls the job's dlr-url back with its delivery reports (the fake SMSC: 8 accepted, then 1 delivered)
+sms_report() {
+    "$PY" -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT detail FROM jobs WHERE notifier = ? AND state = ?", ("sms", "delivered")).fetchall()
+sys.exit(0 if rows and all("report: delivered to the phone (1)" in (r[0] or "") for r in rows) else 1)' "$T/data/hub.db"
+}
+check "Kannel's delivery report comes back to the hub and is recorded on the job" wait_for 15 sms_report
+check "... and is logged" grep -q "delivery report for notification #[0-9]*: accepted by the SMSC (8)" "$T/stderr"
+forged() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/api/v1/reports/1?t=00000000000000000000000000000000&status=1"; }
+forged_refused() { [ "$(forged)" = 404 ]; }
+check "a report without the job's token is refused (404)" forged_refused
 check "Kannel refusing a wrong password (403) is a permanent failure, logged" \
     grep -q 'notifier/sms_badpw.*refused the SMS to +8613800138000 permanently: HTTP 403' "$T/stderr"
 check "the generic HTTP gateway got a JSON request with the auth header" wait_for 10 sh -c "grep -q '/gw/send' '$T/hooks.jsonl'"
