@@ -559,6 +559,16 @@ static int quota_admit(struct mh_hub *h, struct hub_user *u, struct hub_account 
     return MH_OK;
 }
 
+/* Is source_id stored where put_message would find it: in the folder (1.2 stores), else in the account? */
+static int has_source(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder, const char *source_id)
+{
+    if (MH_STORE_HAS(h->ops, has_source))
+        return h->ops->has_source(h->state, user_id, account_id, folder, source_id);
+    if (h->ops->has_source_id)
+        return h->ops->has_source_id(h->state, user_id, account_id, source_id);
+    return MH_ENOTSUP;
+}
+
 int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
 {
     int rc = 0;
@@ -601,8 +611,8 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
      * The source renumbered the folder: a copy stored under an old number is
      * re-keyed to the new one instead of being stored twice.
      */
-    if (in->rematch_prefix && in->source_id && MH_STORE_HAS(h->ops, msg_rekey) && h->ops->has_source_id &&
-        h->ops->has_source_id(h->state, u->id, a->id, in->source_id) == 0) {
+    if (in->rematch_prefix && in->source_id && MH_STORE_HAS(h->ops, msg_rekey) &&
+        has_source(h, u->id, a->id, m.folder, in->source_id) == 0) {
         if (!in->prepared)
             mh_hub_prepare(in);
         if (!in->prepared)
@@ -619,8 +629,8 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
      * space.  When this message would do neither, the store's own dedup in
      * put_message answers the question and a lookup per message is saved.
      */
-    if (needs_room(h, u, in->raw_len) && in->source_id && h->ops->has_source_id &&
-        h->ops->has_source_id(h->state, u->id, a->id, in->source_id) == 1) {
+    if (needs_room(h, u, in->raw_len) && in->source_id &&
+        has_source(h, u->id, a->id, m.folder, in->source_id) == 1) {
         /* already stored: the store writes nothing and tells us its id */
         static const unsigned char nothing[1];
         m.blob = nothing;
@@ -702,7 +712,7 @@ void mh_hub_prepare(struct mh_hub_ingest *in)
         mh_mime_headers_clear(&in->hdr);
         return;
     }
-    in->search_tokens = search_tokens(&in->hdr, &b);
+    in->search_tokens = getenv("MH_NO_SEARCH") ? NULL : search_tokens(&in->hdr, &b);
     in->attachments = b.attachments;
     b.attachments = NULL;
     mh_mime_body_clear(&b);

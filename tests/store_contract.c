@@ -815,17 +815,40 @@ static void test_duplicate(void **state)
     assert_int_equal(sc_put(f, alice, work, "mid:<x@y>:00", "first", &a), MH_OK);
     assert_int_equal(a.duplicate, 0);
     assert_int_equal(sc_flush(f), MH_OK);
-    /* Same identity, different bytes and folder: still the one stored message, nothing written. */
-    assert_int_equal(sc_put_full(f, alice, work, "Elsewhere", "mid:<x@y>:00", "second, longer", 14, &b),
-                     MH_OK);
+    /* Same identity, different bytes, same folder: still the one stored message, nothing written. */
+    assert_int_equal(sc_put_full(f, alice, work, "INBOX", "mid:<x@y>:00", "second, longer", 14, &b), MH_OK);
     assert_int_equal(b.duplicate, 1);
     assert_int_equal(b.id, a.id);
     assert_int_equal(sc_flush(f), MH_OK);
     struct sc_folders fl;
-    assert_int_equal(sc_folder_list(f, &fl, alice, work), 1); /* no "Elsewhere" */
+    assert_int_equal(sc_folder_list(f, &fl, alice, work), 1);
     assert_int_equal(fl.v[0].uidnext, 2);
     assert_int_equal(fl.v[0].messages, 1);
     sc_usage(f, alice, 5, 1);
+    /* Another folder: since SDK 1.2 the identity is per folder (IMAP UIDs are; two folders may share a
+     * UIDVALIDITY), so it is another message; a 1.1 store kept one per account. */
+    int per_folder = f->ops->struct_size >= offsetof(struct mh_store_ops, has_source) + sizeof f->ops->has_source &&
+                     f->ops->has_source != NULL;
+    assert_int_equal(sc_put_full(f, alice, work, "Elsewhere", "mid:<x@y>:00", "other", 5, &b), MH_OK);
+    assert_int_equal(b.duplicate, per_folder ? 0 : 1);
+    assert_int_equal(sc_flush(f), MH_OK);
+    if (per_folder) {
+        assert_int_not_equal(b.id, a.id);
+        assert_int_equal(f->ops->has_source(f->st, alice, work, "Elsewhere", "mid:<x@y>:00"), 1);
+        assert_int_equal(f->ops->has_source(f->st, alice, work, "INBOX", "mid:<x@y>:00"), 1);
+        assert_int_equal(f->ops->has_source(f->st, alice, work, "Third", "mid:<x@y>:00"), 0);
+        assert_int_equal(f->ops->has_source(f->st, bob, work, "INBOX", "mid:<x@y>:00"), 0); /* not bob's */
+        sc_usage(f, alice, 10, 2);
+        /* put it again in both: nothing more */
+        assert_int_equal(sc_put_full(f, alice, work, "Elsewhere", "mid:<x@y>:00", "other", 5, &b), MH_OK);
+        assert_int_equal(b.duplicate, 1);
+        sc_usage(f, alice, 10, 2);
+        assert_int_equal(f->ops->account_delete(f->st, alice, work), MH_OK); /* the rest as before */
+        work = sc_account(f, alice, "work");
+        assert_int_equal(sc_put(f, alice, work, "mid:<x@y>:00", "first", &a), MH_OK);
+        assert_int_equal(sc_flush(f), MH_OK);
+        sc_usage(f, alice, 5, 1);
+    }
     /* Identity is per (user, account, source_id). */
     assert_int_equal(sc_put(f, alice, home, "mid:<x@y>:00", "first", &c), MH_OK);
     assert_int_equal(c.duplicate, 0);

@@ -238,8 +238,10 @@ static const struct sq_migration sq_migrations[] = {
       "  internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob FROM messages;"
       "DROP TABLE messages;"
       "ALTER TABLE messages_v3 RENAME TO messages;"
-      "CREATE UNIQUE INDEX messages_source ON messages (user_id, account_id, source_id)"
-      "  WHERE source_id IS NOT NULL;"
+      /* SDK 1.2: a source id is unique within its folder (IMAP UIDs are per folder, and two
+       * folders may share a UIDVALIDITY); a folder keeps its id when renamed at the source. */
+      "CREATE UNIQUE INDEX messages_source ON messages (folder_id, source_id) WHERE source_id IS NOT NULL;"
+      "CREATE INDEX messages_account_source ON messages (account_id, source_id) WHERE source_id IS NOT NULL;"
       "CREATE INDEX messages_user ON messages (user_id);"
       "CREATE INDEX messages_account ON messages (account_id);"
       "CREATE INDEX messages_folder ON messages (folder_id);"
@@ -323,6 +325,7 @@ enum sq_stmt {
     SQ_FOLDER_INS,
     SQ_UIDVALIDITY,
     SQ_MSG_FIND,
+    SQ_MSG_FIND_F,
     SQ_MSG_INS,
     SQ_USAGE_ADD,
     SQ_USAGE,
@@ -396,7 +399,11 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
     [SQ_UIDVALIDITY] =
         ("INSERT INTO meta (key, value) VALUES ('uidvalidity', ?1)"
          " ON CONFLICT (key) DO UPDATE SET value = max(excluded.value, value + 1) RETURNING value"),
-    [SQ_MSG_FIND] = "SELECT id FROM messages WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3",
+    [SQ_MSG_FIND] = ("SELECT id FROM messages INDEXED BY messages_account_source"
+                     " WHERE account_id = ?2 AND source_id = ?3 AND +user_id = ?1 ORDER BY id LIMIT 1"),
+    [SQ_MSG_FIND_F] = ("SELECT m.id FROM folders AS f CROSS JOIN messages AS m INDEXED BY messages_source"
+                       " ON m.folder_id = f.id AND m.source_id = ?3"
+                       " WHERE f.account_id = ?2 AND f.name = ?4 AND f.user_id = ?1"),
     [SQ_MSG_INS] =
         ("INSERT INTO messages (user_id, account_id, folder_id, uid, modseq, source_id, size, sha256,"
          " flags, internal_date, date, \"from\", \"to\", cc, subject, message_id, stored, blob, attachments)"
@@ -418,8 +425,9 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
                       " ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value"),
     [SQ_STATE_DEL] = ("DELETE FROM sync_state WHERE account_id = ?2 AND key = ?3"
                       " AND EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND user_id = ?1)"),
-    [SQ_MSG_SOURCE] = ("SELECT id, folder_id, flags, source_gone FROM messages"
-                       " WHERE user_id = ?1 AND account_id = ?2 AND source_id = ?3"),
+    [SQ_MSG_SOURCE] = ("SELECT m.id, m.folder_id, m.flags, m.source_gone FROM folders AS f CROSS JOIN messages AS m"
+                       " INDEXED BY messages_source ON m.folder_id = f.id AND m.source_id = ?3"
+                       " WHERE f.account_id = ?2 AND f.name = ?4 AND f.user_id = ?1"),
     [SQ_MSG_SET_SOURCE] = "UPDATE messages SET flags = ?2, source_gone = ?3, modseq = ?4 WHERE id = ?1",
     [SQ_FOLDER_MODSEQ] = "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
     [SQ_MSG_CONTENT] = ("SELECT id, source_id FROM messages INDEXED BY messages_content"
@@ -1386,13 +1394,17 @@ static int sq_folder_list(void *state, int64_t user_id, int64_t account_id, mh_f
 
 /* --------------------------------------------------------- messages */
 
-/* The stored message id for (user, account, source_id): >0, 0 if none, or an error. */
-static int64_t sq_find_source(struct sq *s, int64_t user_id, int64_t account_id, const char *source_id)
+/* The stored message id for (user, account, source_id) in `folder` (NULL: in any folder of the account):
+ * >0, 0 if none, or an error. */
+static int64_t sq_find_source(struct sq *s, int64_t user_id, int64_t account_id, const char *folder,
+                              const char *source_id)
 {
-    sqlite3_stmt *st = s->st[SQ_MSG_FIND];
+    sqlite3_stmt *st = s->st[folder ? SQ_MSG_FIND_F : SQ_MSG_FIND];
     sqlite3_bind_int64(st, 1, user_id);
     sqlite3_bind_int64(st, 2, account_id);
     sq_bind_text(st, 3, source_id);
+    if (folder)
+        sq_bind_text(st, 4, folder);
     int src = sqlite3_step(st);
     int64_t id = src == SQLITE_ROW    ? sqlite3_column_int64(st, 0)
                  : src == SQLITE_DONE ? 0
@@ -1503,7 +1515,7 @@ static int sq_put_message(void *state, const struct mh_msg_rec *m, struct mh_mes
 
     /* Exactly once: an identity already stored (committed or in this batch) writes nothing. */
     if (m->source_id != NULL) {
-        int64_t old = sq_find_source(s, m->user_id, m->account_id, m->source_id);
+        int64_t old = sq_find_source(s, m->user_id, m->account_id, m->folder, m->source_id);
         if (old < 0) {
             sq_after_error(s);
             return (int)old;
@@ -1584,7 +1596,18 @@ static int sq_has_source_id(void *state, int64_t user_id, int64_t account_id, co
         return MH_ERR;
     if (source_id == NULL)
         return 0;
-    int64_t id = sq_find_source(s, user_id, account_id, source_id);
+    int64_t id = sq_find_source(s, user_id, account_id, NULL, source_id);
+    return id < 0 ? (int)id : id > 0;
+}
+
+static int sq_has_source(void *state, int64_t user_id, int64_t account_id, const char *folder, const char *source_id)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (source_id == NULL || folder == NULL)
+        return 0;
+    int64_t id = sq_find_source(s, user_id, account_id, folder, source_id);
     return id < 0 ? (int)id : id > 0;
 }
 
@@ -1807,10 +1830,9 @@ static int sq_msg_set_source(void *state, int64_t user_id, int64_t account_id, c
                              const char *source_id, const char *flags, int gone)
 {
     struct sq *s = state;
-    (void)folder; /* the source id is unique in the account */
     if (sq_not_open(s))
         return MH_ERR;
-    if (source_id == NULL)
+    if (source_id == NULL || folder == NULL)
         return MH_EINVAL;
     int rc = sq_begin(s);
     if (rc != MH_OK)
@@ -1819,6 +1841,7 @@ static int sq_msg_set_source(void *state, int64_t user_id, int64_t account_id, c
     sqlite3_bind_int64(st, 1, user_id);
     sqlite3_bind_int64(st, 2, account_id);
     sq_bind_text(st, 3, source_id);
+    sq_bind_text(st, 4, folder);
     int src = sqlite3_step(st);
     int64_t id = 0, folder_id = 0;
     char *old_flags = NULL;
@@ -2313,6 +2336,7 @@ static const struct mh_store_ops sq_ops = {
     .quota_get = sq_quota_get,
     .quota_set = sq_quota_set,
     .has_source_id = sq_has_source_id,
+    .has_source = sq_has_source,
     .user_put = sq_user_put,
     .user_get = sq_user_get,
     .user_list = sq_user_list,

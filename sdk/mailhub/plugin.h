@@ -262,8 +262,9 @@ struct mh_message {
     const char *user;       /* owner (hub user name); NULL: the instance's configured user */
     const char *account;    /* linked account (source mailbox) name; NULL: the instance name */
     const char *folder;     /* original folder, UTF-8, '/' separated, e.g. "INBOX" */
-    const char *source_id;  /* stable identity at the source, for dedup: "uv:UIDVALIDITY:UID",
-                               "uidl:...", or "mid:<Message-ID>:sha256" */
+    const char *source_id;  /* stable identity at the source, for dedup within the folder (since 1.2;
+                               the account before): "uv:UIDVALIDITY:UID", "uidl:...", or
+                               "mid:<Message-ID>:sha256" */
     const void *raw;        /* RFC 5322 bytes, exactly as fetched */
     size_t raw_len;
     const char *flags;      /* space-separated IMAP flags, or NULL */
@@ -705,9 +706,9 @@ static inline int mh_state_put(struct mh_plugin_ctx *ctx, const char *key, const
     return ctx->host->state_put(ctx, key, value, cb, arg);
 }
 /**
- * Mirror the source's flags (space-separated IMAP flags; "" for none) on a
- * stored message; its modseq grows when they change.  MH_ENOTFOUND in cb when
- * source_id is not stored.
+ * Mirror the source's flags (space-separated IMAP flags; "" for none) on the
+ * message source_id of `folder`; its modseq grows when they change.
+ * MH_ENOTFOUND in cb when it is not stored there.
  */
 static inline int mh_store_set_flags(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
                                      const char *flags, mh_done_cb cb, void *arg)
@@ -717,9 +718,10 @@ static inline int mh_store_set_flags(struct mh_plugin_ctx *ctx, const char *fold
     return ctx->host->store_set_flags(ctx, folder, source_id, flags, cb, arg);
 }
 /**
- * The message was removed at the source (IMAP EXPUNGE, POP3 UIDL gone).  The
- * hub keeps its copy (mail is kept permanently) and marks it; the mark shows
- * in the API.  MH_ENOTFOUND in cb when source_id is not stored.
+ * The message source_id of `folder` was removed at the source (IMAP EXPUNGE,
+ * POP3 UIDL gone).  The hub keeps its copy (mail is kept permanently) and
+ * marks it; the mark shows in the API.  MH_ENOTFOUND in cb when it is not
+ * stored there.
  */
 static inline int mh_store_mark_gone(struct mh_plugin_ctx *ctx, const char *folder, const char *source_id,
                                      mh_done_cb cb, void *arg)

@@ -193,9 +193,11 @@ struct mh_store_ops {
     void (*close)(void *state);
 
     /**
-     * Store one message durably and exactly once.  If (user_id, account_id,
-     * source_id) is already stored, write nothing, set ref_out->duplicate and
-     * ref_out->id to the stored message's id.  Otherwise create the folder
+     * Store one message durably and exactly once.  If source_id is already
+     * stored in this folder of (user_id, account_id) -- since 1.2 the scope is
+     * the folder: IMAP UIDs are per folder and two folders may share a
+     * UIDVALIDITY; a 1.1 store used the whole account -- write nothing, set
+     * ref_out->duplicate and ref_out->id to the stored message's id.  Otherwise create the folder
      * if needed (a fresh UIDVALIDITY), assign the next UID and a new modseq,
      * and count the size in the user's usage in the same transaction.  A
      * store may batch commits; the message counts as acknowledged only after
@@ -220,7 +222,7 @@ struct mh_store_ops {
      */
     int (*quota_set)(void *state, int64_t user_id, uint64_t alloc, const char *reason);
 
-    /** 1 if (user_id, account_id, source_id) is stored, 0 if not.  Optional. */
+    /** 1 if source_id is stored in any folder of (user_id, account_id), 0 if not.  Optional. */
     int (*has_source_id)(void *state, int64_t user_id, int64_t account_id, const char *source_id);
 
     /* ---- since 1.1 ---- */
@@ -289,8 +291,8 @@ struct mh_store_ops {
     int (*state_put)(void *state, int64_t user_id, int64_t account_id, const char *key, const char *value);
 
     /**
-     * Change the source-side attributes of the message (user_id, account_id,
-     * source_id) in folder `folder`: flags (NULL: unchanged) and gone (-1:
+     * Change the source-side attributes of the message source_id in folder
+     * `folder` of (user_id, account_id): flags (NULL: unchanged) and gone (-1:
      * unchanged, 0 or 1).  A real change gives the message a new modseq.
      * MH_OK or MH_ENOTFOUND.
      */
@@ -318,6 +320,9 @@ struct mh_store_ops {
     /** The messages of one folder of the account (source_id, flags, gone), ascending by UID. */
     int (*source_list)(void *state, int64_t user_id, int64_t account_id, const char *folder,
                        int (*cb)(void *arg, const struct mh_source_msg *m), void *arg);
+
+    /** 1 if source_id is stored in `folder` of the account (the 1.2 dedup scope), 0 if not. */
+    int (*has_source)(void *state, int64_t user_id, int64_t account_id, const char *folder, const char *source_id);
 
     /**
      * The outbox.  job_put with j->id 0 inserts (sets j->id; MH_EEXIST and
