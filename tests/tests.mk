@@ -25,3 +25,5 @@ include tests/hub.mk
 include tests/outbox.mk
 include tests/search.mk
 include tests/notify.mk
+include tests/pop3.mk
+include tests/imap.mk
