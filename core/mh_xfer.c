@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,6 +91,8 @@ struct mh_xfer {
     int64_t timeout_ms;
     int64_t connect_timeout_ms;
     char *ca_file;
+    struct curl_blob ca_blob; /* ca_file's bytes: CURLOPT_CAINFO_BLOB adds them to the system store and leaves a
+                                 plugin's own CURLOPT_CAINFO alone */
     int closing;
 };
 
@@ -379,8 +382,8 @@ static CURLcode http_setup(struct mh_http *h, const struct mh_http_request *req,
     MH_SETOPT(CURLOPT_WRITEDATA, (void *)h);
     MH_SETOPT(CURLOPT_HEADERFUNCTION, http_header_cb);
     MH_SETOPT(CURLOPT_HEADERDATA, (void *)h);
-    if (x->ca_file != NULL)
-        MH_SETOPT(CURLOPT_CAINFO, x->ca_file);
+    if (x->ca_blob.data != NULL)
+        MH_SETOPT(CURLOPT_CAINFO_BLOB, &x->ca_blob);
 
     if (strcmp(method, "GET") == 0 && !has_body) {
         MH_SETOPT(CURLOPT_HTTPGET, 1L);
@@ -530,13 +533,14 @@ struct mh_curl *mh_xfer_curl_add_take(struct mh_xfer *x, void *owner, void *easy
     /*
      * libcurl cannot report whether the plugin set an option, so only the connect
      * timeout gets the core's default: a whole-transfer timeout would cut a
-     * CONNECT_ONLY connection (IMAP IDLE) that is meant to live for hours.
+     * CONNECT_ONLY connection (IMAP IDLE) that is meant to live for hours.  The
+     * daemon's extra CAs go in as a blob, in addition to the plugin's own CAINFO.
      */
     CURLcode cc = curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     if (cc == CURLE_OK)
         cc = curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)x->connect_timeout_ms);
-    if (cc == CURLE_OK && x->ca_file != NULL)
-        cc = curl_easy_setopt(easy, CURLOPT_CAINFO, x->ca_file);
+    if (cc == CURLE_OK && x->ca_blob.data != NULL)
+        cc = curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &x->ca_blob);
     if (cc != CURLE_OK) {
         curl_easy_cleanup(easy);
         free(c);
@@ -667,6 +671,51 @@ static int xfer_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* The whole file, NUL-terminated (malloc'ed), or NULL with errno; at most `max` bytes. */
+static char *read_small_file(const char *path, size_t max, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > max + 1) {
+                if (len >= max) {
+                    free(buf);
+                    fclose(f);
+                    errno = EFBIG;
+                    return NULL;
+                }
+                cap = max + 1;
+            }
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        errno = EIO;
+        return NULL;
+    }
+    buf[len] = '\0';
+    *len_out = len;
+    return buf;
+}
+
 struct mh_xfer *mh_xfer_new(struct mh_loop *loop, const struct mh_xfer_opts *opts)
 {
     if (loop == NULL)
@@ -687,8 +736,20 @@ struct mh_xfer *mh_xfer_new(struct mh_loop *loop, const struct mh_xfer_opts *opt
     x->timeout_ms = o.default_timeout_ms > 0 ? o.default_timeout_ms : MH_XFER_DEFAULT_TIMEOUT_MS;
     x->connect_timeout_ms =
         o.default_connect_timeout_ms > 0 ? o.default_connect_timeout_ms : MH_XFER_DEFAULT_CONNECT_TIMEOUT_MS;
-    if (o.ca_file != NULL && (x->ca_file = strdup(o.ca_file)) == NULL)
-        goto fail;
+    if (o.ca_file != NULL) {
+        if ((x->ca_file = strdup(o.ca_file)) == NULL)
+            goto fail;
+        size_t len = 0;
+        char *pem = read_small_file(o.ca_file, 16 * 1024 * 1024, &len);
+        if (pem == NULL || len == 0) {
+            mh_core_error("daemon.tls_ca_file %s cannot be read: %s", o.ca_file, pem ? "it is empty" : strerror(errno));
+            free(pem);
+            goto fail;
+        }
+        x->ca_blob.data = pem;
+        x->ca_blob.len = len;
+        x->ca_blob.flags = CURL_BLOB_NOCOPY;
+    }
     x->timer = mh_timer_new(loop, x, 0, 0, xfer_timer_fired, x);
     if (x->timer == NULL)
         goto fail;
@@ -709,6 +770,7 @@ struct mh_xfer *mh_xfer_new(struct mh_loop *loop, const struct mh_xfer_opts *opt
 fail:
     mh_timer_free(&x->timer);
     free(x->ca_file);
+    free(x->ca_blob.data);
     free(x);
     curl_global_cleanup();
     return NULL;
@@ -760,6 +822,7 @@ void mh_xfer_free(struct mh_xfer **xp)
     mh_loop_cancel_owner(x->loop, x);
     x->timer = NULL;
     free(x->ca_file);
+    free(x->ca_blob.data);
     free(x);
     curl_global_cleanup();
     *xp = NULL;

@@ -20,7 +20,7 @@ struct mh_xfer_opts {
     long max_host_connections;  /* CURLMOPT_MAX_HOST_CONNECTIONS; 0: unlimited */
     int64_t default_timeout_ms; /* 0: 30000 */
     int64_t default_connect_timeout_ms; /* 0: 10000 */
-    const char *ca_file;        /* CURLOPT_CAINFO for every transfer, or NULL for the system store */
+    const char *ca_file;        /* extra CAs (PEM) for every transfer, in addition to the system store, or NULL */
 };
 
 struct mh_xfer *mh_xfer_new(struct mh_loop *loop, const struct mh_xfer_opts *opts);
@@ -39,7 +39,8 @@ void mh_xfer_http_cancel(struct mh_http **h);
 /**
  * See mh_curl_add_take() in plugin.h.  libcurl cannot tell which options a plugin
  * set, so the core always sets CURLOPT_NOSIGNAL, CURLOPT_CONNECTTIMEOUT_MS (to the
- * default connect timeout) and, if opts->ca_file was given, CURLOPT_CAINFO; it never
+ * default connect timeout) and, if opts->ca_file was given, CURLOPT_CAINFO_BLOB (so a
+ * plugin's own CURLOPT_CAINFO is kept, and both are trusted); it never
  * sets a whole-transfer timeout (a CONNECT_ONLY/IDLE connection must not time out).
  * Every handle stays in the multi handle after its callback until
  * mh_xfer_curl_remove(), which a CONNECT_ONLY handle needs to keep its connection.

@@ -614,9 +614,12 @@ static inline void mh_http_cancel(struct mh_plugin_ctx *ctx, struct mh_http **h)
 
 /**
  * Hand a configured curl easy handle (`CURL *`) to the core's multi handle.
- * The core sets CURLOPT_NOSIGNAL and, where the plugin left them unset,
- * default timeouts; it keeps TLS verification as the plugin configured it
- * (on, by curl's default).  `cb` fires when the transfer completes (or, for
+ * The core sets CURLOPT_NOSIGNAL and CURLOPT_CONNECTTIMEOUT_MS (its default:
+ * run a timer of your own for another connect timeout; no whole-transfer
+ * timeout, so a CONNECT_ONLY connection may live for hours), and adds the
+ * daemon's extra CAs (daemon.tls_ca_file) with CURLOPT_CAINFO_BLOB, keeping a
+ * CURLOPT_CAINFO of the plugin's own.  It keeps TLS verification as the
+ * plugin configured it (on, by curl's default).  `cb` fires when the transfer completes (or, for
  * CURLOPT_CONNECT_ONLY, when connected).
  * Ownership: the easy handle is taken: the core cleans it up at
  * mh_curl_remove() or when the instance is freed.  Returns NULL on error
