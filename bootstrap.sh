@@ -3,6 +3,7 @@
 #
 #   ./bootstrap.sh run    install what is missing, build, run mailhubd on config/mailhub.yaml
 #   ./bootstrap.sh test   install what is missing, build, run every test; ends "N passed, N failed"
+#   ./bootstrap.sh bench  also mbsync and mpop; prints the benchmarks (bench/README.md), not part of CI
 #
 # Builds go to _build/ (out of tree); the daemon's data goes to data/.
 set -eu
@@ -14,7 +15,9 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 BUILD_PKGS="ca-certificates gcc make autoconf automake libtool libltdl-dev pkg-config libev-dev
  libcurl4-openssl-dev libyaml-dev libssl-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev
  libgmime-3.0-dev libargon2-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps curl python3 python3-yaml kannel kannel-extras python3-aiosmtpd openssl"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev procps curl python3 dovecot-imapd dovecot-pop3d openssl kannel kannel-extras python3-aiosmtpd python3-yaml"
+# for bench/imap.sh and bench/pop3.sh (reference clients), not for the tests
+BENCH_PKGS="isync mpop dovecot-imapd dovecot-pop3d openssl python3 curl"
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -84,31 +87,26 @@ check_in() { # run make check in DIR, print failures' logs, count
     count_suite "$dir"
 }
 
-fuzz_smoke() {
+# fuzz_run TARGET CORPUS SECONDS [LIBFUZZER-OPTION]...: a libFuzzer smoke run of one target from its
+# seed corpus (copied: the run adds to it); a crash keeps its input under _build/fuzz/.
+fuzz_run() {
+    target=$1 seeds=$2 secs=$3
+    shift 3
     mkdir -p _build/fuzz
     [ -f _build/fuzz/Makefile ] || (cd _build/fuzz && "$ROOT/configure" -q CC=clang --enable-fuzzers)
-    make -C _build/fuzz -s -j"$JOBS" tests/fuzz/fuzz_config >/dev/null
+    make -C _build/fuzz -s -j"$JOBS" "tests/fuzz/$target" >/dev/null
     corpus=$(mktemp -d)
-    cp "$ROOT"/tests/fuzz/corpus/config/* "$corpus"/
- dict=""
-    [ -f "$ROOT/tests/fuzz/yaml.dict" ] && dict="-dict=$ROOT/tests/fuzz/yaml.dict"
-    # shellcheck disable=SC2086
-    _build/fuzz/tests/fuzz/fuzz_config -max_total_time="${MH_FUZZ_SECONDS:-60}" -timeout=10 $dict "$corpus" >_build/fuzz/fuzz.log 2>&1 || { tail -40 _build/fuzz/fuzz.log; return 1; }
-    tail -2 _build/fuzz/fuzz.log
+    cp "$ROOT/tests/fuzz/corpus/$seeds"/* "$corpus"/
+    "_build/fuzz/tests/fuzz/$target" -max_total_time="$secs" -timeout=10 -artifact_prefix="$ROOT/_build/fuzz/" \
+        "$@" "$corpus" >"_build/fuzz/$target.log" 2>&1 || { tail -40 "_build/fuzz/$target.log"; rm -rf "$corpus"; return 1; }
+    tail -2 "_build/fuzz/$target.log"
     rm -rf "$corpus"
 }
 
-fuzz_mime_smoke() {
-    mkdir -p _build/fuzz
-    [ -f _build/fuzz/Makefile ] || (cd _build/fuzz && "$ROOT/configure" -q CC=clang --enable-fuzzers)
-    make -C _build/fuzz -s -j"$JOBS" tests/fuzz/fuzz_mime >/dev/null
-    corpus=$(mktemp -d)
-    cp "$ROOT"/tests/fuzz/corpus/mime/* "$corpus"/
-    _build/fuzz/tests/fuzz/fuzz_mime -max_total_time="${MH_FUZZ_SECONDS_MIME:-30}" -timeout=10 \
-        -artifact_prefix="$ROOT/_build/fuzz/" "$corpus" >_build/fuzz/fuzz_mime.log 2>&1 || { tail -40 _build/fuzz/fuzz_mime.log; return 1; }
-    tail -2 _build/fuzz/fuzz_mime.log
-    rm -rf "$corpus"
-}
+fuzz_smoke() { fuzz_run fuzz_config config "${MH_FUZZ_SECONDS:-60}"; }
+fuzz_mime_smoke() { fuzz_run fuzz_mime mime "${MH_FUZZ_SECONDS_MIME:-30}"; }
+fuzz_imap_smoke() { fuzz_run fuzz_imap imap "${MH_FUZZ_SECONDS_IMAP:-30}" -rss_limit_mb=2048; }
+fuzz_pop3_smoke() { fuzz_run fuzz_pop3 pop3 "${MH_FUZZ_SECONDS_POP3:-30}"; }
 
 distcheck() {
     make -C _build/default -s distcheck >_build/default/distcheck.log 2>&1 || { tail -60 _build/default/distcheck.log; return 1; }
@@ -125,6 +123,8 @@ run)
     ;;
 test)
     install_missing $BUILD_PKGS $TEST_PKGS
+    # the IMAP/POP3 tests fail instead of skipping when their Dovecot peer is missing
+    export MH_REQUIRE_PEERS=1
     autogen
     build _build/default --enable-werror
     check_in _build/default
@@ -133,14 +133,27 @@ test)
     check_in _build/asan
     step "libFuzzer smoke run of the YAML loader" fuzz_smoke
     step "libFuzzer smoke run of the MIME header decoder" fuzz_mime_smoke
+    step "libFuzzer smoke run of the IMAP response parser" fuzz_imap_smoke
+    step "libFuzzer smoke run of the POP3 response parser" fuzz_pop3_smoke
     step "make distcheck" distcheck
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]
     ;;
+bench)
+    # not part of CI: prints figures next to the tools people use today (bench/README.md)
+    install_missing $BUILD_PKGS $TEST_PKGS $BENCH_PKGS
+    autogen
+    build _build/default
+    bench/import.sh --build _build/default --counts 10000
+    bench/imap.sh --build _build/default
+    bench/pop3.sh --build _build/default
+    bench/notify.sh _build/default
+    ;;
 *)
-    echo "usage: $0 run|test" >&2
-    echo "  run   install what is missing, build, and run mailhubd on config/mailhub.yaml" >&2
-    echo "  test  install what is missing, build, and run every test" >&2
+    echo "usage: $0 run|test|bench" >&2
+    echo "  run    install what is missing, build, and run mailhubd on config/mailhub.yaml" >&2
+    echo "  test   install what is missing, build, and run every test" >&2
+    echo "  bench  install what is missing (also mbsync and mpop), build, and print the benchmarks" >&2
     exit 2
     ;;
 esac

@@ -26,6 +26,10 @@ endif
 
 EXTRA_DIST += tests/fuzz/replay_pop3.sh tests/fuzz/corpus/pop3 plugins/pop3/README.md
 
+# The provider against a fake server (no UIDL, no PIPELINING, garbage, stalls, lies, DELE).
+TESTS += tests/integration/pop3_faults.sh
+EXTRA_DIST += tests/integration/pop3_faults.sh
+
 # The provider's passes against the mock host and a scripted server behind a fake netconn.
 check_PROGRAMS += tests/unit/test_pop3_provider
 TESTS += tests/unit/test_pop3_provider

@@ -26,4 +26,5 @@ include tests/outbox.mk
 include tests/search.mk
 include tests/notify.mk
 include tests/pop3.mk
+include tests/sync.mk
 include tests/imap.mk
