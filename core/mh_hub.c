@@ -47,7 +47,15 @@ struct mh_hub {
     struct mh_quota_policy policy;
     struct hub_user *users;
     struct hub_account *accounts;
+    mh_hub_key_hook key_hook;
+    void *key_arg;
 };
+
+void mh_hub_set_key_hook(struct mh_hub *h, mh_hub_key_hook fn, void *arg)
+{
+    h->key_hook = fn;
+    h->key_arg = arg;
+}
 
 struct mh_hub *mh_hub_new(const struct mh_store_ops *ops, void *state, const unsigned char master_key[32],
                           const struct mh_quota_policy *policy)
@@ -236,6 +244,8 @@ static struct hub_user *user_load(struct mh_hub *h, int64_t id, const char *name
     c.name = NULL;
     memcpy(u->key, key, MH_KEY_LEN);
     mh_search_key(u->key, u->search_key);
+    if (h->key_hook)
+        h->key_hook(h->key_arg, u->id, u->search_key);
     mh_wipe(key, key_len);
     free(key);
     user_copy_clear(&c);
@@ -665,8 +675,9 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     m.date = hd->date;
     m.stored = (int64_t)time(NULL);
     m.attachments = in->attachments;
-    char *terms = in->search_tokens ? mh_search_blind(u->search_key, in->search_tokens) : NULL;
-    m.search_terms = terms;
+    char *terms = in->search_blind == NULL && in->search_tokens ? mh_search_blind(u->search_key, in->search_tokens)
+                                                                 : NULL;
+    m.search_terms = in->search_blind ? in->search_blind : terms;
     rc = h->ops->put_message(h->state, &m, &in->ref);
     free(terms);
     free(blob);
@@ -724,8 +735,9 @@ void mh_hub_ingest_clear(struct mh_hub_ingest *in)
 {
     mh_mime_headers_clear(&in->hdr);
     free(in->search_tokens);
+    free(in->search_blind);
     free(in->attachments);
-    in->search_tokens = in->attachments = NULL;
+    in->search_tokens = in->search_blind = in->attachments = NULL;
     in->prepared = 0;
 }
 

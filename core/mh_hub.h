@@ -85,6 +85,8 @@ struct mh_hub_ingest {
     unsigned char sha256[32];
     struct mh_mime_headers hdr;
     char *search_tokens;          /* plaintext words for the blind index (never stored as such) */
+    char *search_blind;           /* the same, blinded with the user's search key, when the prep
+                                     thread had the key (mh_hub_set_key_hook); else ingest blinds */
     char *attachments;            /* JSON array text, or NULL */
     /* out */
     struct mh_message_ref ref;
@@ -102,6 +104,13 @@ void mh_hub_prepare(struct mh_hub_ingest *in);
 void mh_hub_ingest_clear(struct mh_hub_ingest *in);
 /** At most this many distinct words of one message are indexed. */
 #define MH_HUB_SEARCH_TERMS_MAX 20000
+/**
+ * Called on the store thread whenever the hub opens a user's keys, with the
+ * user's search key (32 bytes, borrowed), so that the prep thread can blind
+ * search terms ahead of the store thread.
+ */
+typedef void (*mh_hub_key_hook)(void *arg, int64_t user_id, const unsigned char search_key[32]);
+void mh_hub_set_key_hook(struct mh_hub *h, mh_hub_key_hook fn, void *arg);
 /** Forget cached accounting (after a failed flush): it is reloaded from the store. */
 void mh_hub_forget_accounting(struct mh_hub *h);
 

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "mh_storeq.h"
+#include "mh_search.h"
 #include "mh_bus.h"
 #include "mh_log.h"
 #include "mh_loop.h"
@@ -67,7 +68,62 @@ struct mh_storeq {
     struct mh_quota_policy policy;
     int policy_changed;
     struct mh_async *async;
+    /* users' search keys, published by the hub (store thread) for the prep thread; under lock */
+    struct skey {
+        int64_t user_id;
+        unsigned char key[32];
+    } *skeys;
+    size_t n_skeys, cap_skeys;
 };
+
+/* Store thread (mh_hub_set_key_hook). */
+static void key_hook(void *arg, int64_t user_id, const unsigned char key[32])
+{
+    struct mh_storeq *q = arg;
+    pthread_mutex_lock(&q->lock);
+    size_t i = 0;
+    while (i < q->n_skeys && q->skeys[i].user_id != user_id)
+        i++;
+    if (i == q->n_skeys && q->n_skeys == q->cap_skeys) {
+        size_t cap = q->cap_skeys ? q->cap_skeys * 2 : 16;
+        struct skey *n = realloc(q->skeys, cap * sizeof *n);
+        if (n == NULL) {
+            pthread_mutex_unlock(&q->lock);
+            return; /* the store thread blinds instead */
+        }
+        q->skeys = n;
+        q->cap_skeys = cap;
+    }
+    if (i == q->n_skeys)
+        q->n_skeys++;
+    q->skeys[i].user_id = user_id;
+    memcpy(q->skeys[i].key, key, 32);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Prep thread: blind a put's search terms now when its user's key is known. */
+static void prep_blind(struct mh_storeq *q, struct req *r)
+{
+    if (!r->in.prepared || r->in.search_tokens == NULL || r->in.user_id <= 0)
+        return;
+    unsigned char key[32];
+    int found = 0;
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < q->n_skeys && !found; i++)
+        if (q->skeys[i].user_id == r->in.user_id) {
+            memcpy(key, q->skeys[i].key, 32);
+            found = 1;
+        }
+    pthread_mutex_unlock(&q->lock);
+    if (!found)
+        return;
+    r->in.search_blind = mh_search_blind(key, r->in.search_tokens);
+    mh_wipe(key, sizeof key);
+    if (r->in.search_blind != NULL) {
+        free(r->in.search_tokens);
+        r->in.search_tokens = NULL;
+    }
+}
 
 static void req_free(struct req *r)
 {
@@ -122,8 +178,10 @@ static void *store_thread(void *arg)
             switch (r->type) {
             case REQ_OPEN:
                 r->rc = q->ops->open(q->state);
-                if (r->rc == MH_OK)
+                if (r->rc == MH_OK) {
                     q->hub = mh_hub_new(q->ops, q->state, q->master_key, &pol);
+                    mh_hub_set_key_hook(q->hub, key_hook, q);
+                }
                 mh_wipe(q->master_key, sizeof q->master_key);
                 break;
             case REQ_PUT:
@@ -301,8 +359,10 @@ static void *prep_thread(void *arg)
         q->prep_busy = 1;
         pthread_mutex_unlock(&q->lock);
         for (struct req *r = batch; r; r = r->next)
-            if (r->type == REQ_PUT)
+            if (r->type == REQ_PUT) {
                 mh_hub_prepare(&r->in);
+                prep_blind(q, r);
+            }
         pthread_mutex_lock(&q->lock);
         if (q->in_tail)
             q->in_tail->next = batch;
@@ -531,6 +591,9 @@ void mh_storeq_free(struct mh_storeq **qp)
     pthread_cond_destroy(&q->cond);
     pthread_cond_destroy(&q->idle);
     pthread_cond_destroy(&q->prep_cond);
+    if (q->skeys != NULL)
+        mh_wipe(q->skeys, q->cap_skeys * sizeof *q->skeys);
+    free(q->skeys);
     free(q);
     *qp = NULL;
 }
