@@ -62,4 +62,4 @@ plugins_imap_la_SOURCES = plugins/imap/imap.c plugins/imap/imap_parse.c plugins/
 plugins_imap_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JANSSON_CFLAGS) -I$(top_srcdir)/plugins/common
 plugins_imap_la_LDFLAGS = $(MH_MODULE_FLAGS)
 plugins_imap_la_LIBADD = plugins/common/libnetconn.la $(CURL_LIBS) $(JANSSON_LIBS)
-EXTRA_DIST += plugins/imap/README.md
+

@@ -24,7 +24,7 @@ tests_fuzz_fuzz_pop3_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/plugins/pop3 -fsaniti
 tests_fuzz_fuzz_pop3_LDFLAGS = -fsanitize=fuzzer,address,undefined
 endif
 
-EXTRA_DIST += tests/fuzz/replay_pop3.sh tests/fuzz/corpus/pop3 plugins/pop3/README.md
+EXTRA_DIST += tests/fuzz/replay_pop3.sh tests/fuzz/corpus/pop3
 
 # The provider against a fake server (no UIDL, no PIPELINING, garbage, stalls, lies, DELE).
 TESTS += tests/integration/pop3_faults.sh
