@@ -17,7 +17,7 @@ core_libmhcore_la_SOURCES = \
 	core/mh_hub.c core/mh_hub.h \
 	core/mh_crypto.c core/mh_crypto.h \
 	core/mh_mime.c core/mh_mime.h \
-	core/mh_search.c core/mh_search.h \
+	core/mh_search.c core/mh_search.h core/mh_utf8.h \
 	core/mh_rules.c core/mh_rules.h \
 	core/mh_outbox.c core/mh_outbox.h \
 	core/mh_valid.c core/mh_valid.h \

@@ -55,6 +55,7 @@
 #include "config.h"
 
 #include "mh_mime.h"
+#include "mh_utf8.h"
 
 #include <errno.h>
 #include <gmime/gmime.h>
@@ -99,43 +100,6 @@ void mh_mime_init(void)
 
 /* ------------------------------------------------------------ the cleaner */
 
-/* Length of the well-formed UTF-8 character at p (at most n bytes available), or 0. */
-static size_t utf8_char(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (p[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
 
 static int is_space_like(uint32_t cp)
 {
@@ -180,7 +144,7 @@ static void clean_put(struct clean *c, const void *text, size_t n)
         if (*p < 0x80) { /* the common case */
             cp = *p++;
             emit = 1;
-        } else if ((emit = utf8_char(p, (size_t)(end - p), &cp)) != 0) {
+        } else if ((emit = mh_utf8_decode(p, (size_t)(end - p), &cp)) != 0) {
             p += emit;
         } else { /* one invalid byte: U+FFFD */
             src = replacement;
@@ -1070,7 +1034,7 @@ static void put_clean_text(struct gbuf *b, const void *text, size_t n)
             p++;
             continue;
         }
-        if (*p >= 0x80 && (k = utf8_char(p, (size_t)(end - p), &cp)) != 0 && !(cp >= 0x80 && cp <= 0x9f)) {
+        if (*p >= 0x80 && (k = mh_utf8_decode(p, (size_t)(end - p), &cp)) != 0 && !(cp >= 0x80 && cp <= 0x9f)) {
             p += k;
             continue;
         }
@@ -1079,7 +1043,7 @@ static void put_clean_text(struct gbuf *b, const void *text, size_t n)
             if (p + 1 == end || p[1] != '\n')
                 gbuf_put(b, "\n", 1);
             p++;
-        } else if (*p < 0x80 || (utf8_char(p, (size_t)(end - p), &cp) != 0)) { /* a control character */
+        } else if (*p < 0x80 || (mh_utf8_decode(p, (size_t)(end - p), &cp) != 0)) { /* a control character */
             size_t len = *p < 0x80 ? 1 : 2;
             gbuf_put(b, " ", 1);
             p += len;
@@ -1100,7 +1064,7 @@ static int utf8_valid(const unsigned char *p, size_t n)
             i++;
             continue;
         }
-        size_t k = utf8_char(p + i, n - i, &cp);
+        size_t k = mh_utf8_decode(p + i, n - i, &cp);
         if (k == 0)
             return 0;
         i += k;

@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include "mh_search.h"
+#include "mh_utf8.h"
 
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init and friends: see struct hmac */
 #include <openssl/crypto.h>
@@ -31,42 +32,6 @@
 
 /* ------------------------------------------------------------ code points */
 
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        v = c & 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        v = c & 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        v = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (p[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
 
 static size_t utf8_encode(uint32_t cp, unsigned char *out)
 {
@@ -521,7 +486,7 @@ static void tokenize(struct tokset *set, const char *text, size_t len, int query
             }
         }
         uint32_t cp;
-        size_t n = utf8_decode(s + i, len - i, &cp);
+        size_t n = mh_utf8_decode(s + i, len - i, &cp);
         if (n == 0) { /* an invalid byte separates */
             n = 1;
             cp = 0xfffd;
