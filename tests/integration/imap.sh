@@ -343,6 +343,21 @@ for c in garbage longline literal literal-long stall bye; do
 done
 check "mailhubd is alive after the misbehaving servers" curl -sf -o /dev/null "$BASE/health"
 
+# ------------------------- two folders sharing a UIDVALIDITY and their UIDs
+# (Dovecot keeps UIDVALIDITY unique, other servers do not): the second folder's mail is not a duplicate
+"$PY" "$TOOLS/badimap.py" --count 20 --seed 99 --twin Copy --list "$T/twin.list"
+awk 'NF == 3 { print "INBOX\t" $2 } NF == 4 { print $1 "\t" $3 }' "$T/twin.list" | sort >"$T/twin.want"
+"$PY" "$TOOLS/badimap.py" --case none --twin Copy --count 20 --seed 99 --port-file "$T/twin.port" \
+    --log "$T/twin.log" &
+BG_PIDS="$BG_PIDS $!"
+wait_secs 20 test -s "$T/twin.port"
+TWIN_ID=$(link twin "$(printf '{"host":"127.0.0.1","port":%s,"tls":"none","username":"bad","password":"bad-secret-1","timeout":"3s"}' \
+    "$(cat "$T/twin.port")")")
+check "two folders with the same UIDVALIDITY and UIDs: all 40 messages are stored" wait_secs 60 count_is "$TWIN_ID" 40
+hub_export "$TWIN_ID" "$T/hub.twin"
+cut -f1,2 "$T/hub.twin" | sort >"$T/hub.twin.fs"
+check "... each in its own folder, byte-exact" cmp -s "$T/twin.want" "$T/hub.twin.fs"
+
 # ------------------------------------------- kill -9 during an import
 # through a proxy that passes 4 MB/s, so that the kill lands in the middle of the import
 "$PY" "$TOOLS/cutproxy.py" --target "127.0.0.1:$DOVECOT_IMAP_PORT" --port-file "$T/slow.port" \

@@ -2,7 +2,7 @@
 """badimap.py: a scripted misbehaving IMAP server for the IMAP provider's tests.
 
     badimap.py --case CASE [--port 0] [--port-file FILE] [--log FILE] [--count N] [--seed S]
-               [--bad-fetches K] [--user U --password PW] [--list FILE]
+               [--bad-fetches K] [--user U --password PW] [--list FILE] [--twin FOLDER]
 
 It serves one mailbox, INBOX, of --count messages (fill_maildir.py's messages
 0..N-1 of --seed, CRLF, UIDVALIDITY 1234, UIDs 1..N) as a small but correct
@@ -34,6 +34,11 @@ The log (--log) has one line per event: "conn N open", "conn N C: <command>"
 bodies" (a FETCH answered correctly), "conn N closed".
 --list FILE writes "uid sha256 size" of every message and exits: the set a
 test checks stored messages against.
+--twin FOLDER adds a second folder with the same UIDVALIDITY and the same
+UIDs 1..N but other messages (those of --seed + 1): two folders may share a
+UIDVALIDITY, and a client that keys messages by UIDVALIDITY and UID alone
+takes the second folder's mail for duplicates.  With --list, the twin's
+messages follow, as "FOLDER uid sha256 size".
 """
 import argparse
 import base64
@@ -56,15 +61,32 @@ CAPS = "IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN ID ENABLE IDLE UIDPLUS NAMESPACE
 class State:
     def __init__(self, a):
         self.a = a
-        self.msgs = []
-        for i in range(a.count):
-            raw = fill_maildir.make_message(a.seed, i, "INBOX=1")[0]
-            self.msgs.append({"uid": i + 1, "raw": raw, "flags": "\\Seen" if i % 3 else "",
-                              "date": "01-Jan-2024 10:%02d:00 +0000" % (i % 60)})
+        self.msgs = self.make(a.seed)
+        self.twin = self.make(a.seed + 1) if a.twin else None
+        self.init_rest()
+
+    def make(self, seed):
+        msgs = []
+        for i in range(self.a.count):
+            raw = fill_maildir.make_message(seed, i, "INBOX=1")[0]
+            msgs.append({"uid": i + 1, "raw": raw, "flags": "\\Seen" if i % 3 else "",
+                         "date": "01-Jan-2024 10:%02d:00 +0000" % (i % 60)})
+        return msgs
+
+    def folder(self, name):
+        """The messages of a folder, or None."""
+        name = name.strip('"')
+        if name.upper() == "INBOX":
+            return self.msgs
+        if self.twin is not None and name == self.a.twin:
+            return self.twin
+        return None
+
+    def init_rest(self):
         self.conns = 0
-        self.bad_left = a.bad_fetches
+        self.bad_left = self.a.bad_fetches
         self.lock = threading.Lock()
-        self.logf = open(a.log, "a", buffering=1) if a.log else sys.stderr
+        self.logf = open(self.a.log, "a", buffering=1) if self.a.log else sys.stderr
 
     def log(self, s):
         with self.lock:
@@ -93,6 +115,7 @@ class Handler(socketserver.StreamRequestHandler):
             st.conns += 1
             self.n = st.conns
         self.selected = False
+        self.cur = st.msgs
         self.authed = False
         st.log("conn %d open" % self.n)
 
@@ -204,16 +227,25 @@ class Handler(socketserver.StreamRequestHandler):
                 self.send('* %s (\\Noselect) "/" ""\r\n' % cmd)
             else:
                 self.send('* %s (\\HasNoChildren) "/" INBOX\r\n' % cmd)
+                if st.twin is not None:
+                    self.send('* %s (\\HasNoChildren) "/" "%s"\r\n' % (cmd, st.a.twin))
             self.send("%s OK %s done\r\n" % (tag, cmd))
         elif cmd == "STATUS":
-            n = len(st.msgs)
-            self.send("* STATUS INBOX (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN 0)\r\n%s OK STATUS done\r\n"
-                      % (n, n + 1, UIDVALIDITY, tag))
-        elif cmd in ("SELECT", "EXAMINE"):
-            if rest.strip('"').upper() != "INBOX":
+            name = rest.split(" ")[0]
+            f = st.folder(name)
+            if f is None:
                 self.send("%s NO [NONEXISTENT] no such mailbox\r\n" % tag)
                 return True
-            n = len(st.msgs)
+            n = len(f)
+            self.send("* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d UNSEEN 0)\r\n%s OK STATUS done\r\n"
+                      % (name, n, n + 1, UIDVALIDITY, tag))
+        elif cmd in ("SELECT", "EXAMINE"):
+            f = st.folder(rest.split(" (")[0])
+            if f is None:
+                self.send("%s NO [NONEXISTENT] no such mailbox\r\n" % tag)
+                return True
+            self.cur = f
+            n = len(f)
             self.selected = True
             self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n* OK [PERMANENTFLAGS ()] none\r\n"
                       "* %d EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT %d] next\r\n"
@@ -232,10 +264,10 @@ class Handler(socketserver.StreamRequestHandler):
                     break
             self.send("%s OK IDLE done\r\n" % tag)
         elif cmd in ("UID SEARCH", "SEARCH"):
-            uids = [m["uid"] for m in st.msgs]
+            uids = [m["uid"] for m in self.cur]
             mm = re.search(r"UID (\S+)", rest, re.I)
             if mm:
-                want = parse_set(mm.group(1), len(st.msgs))
+                want = parse_set(mm.group(1), len(self.cur))
                 uids = [u for u in uids if u in want]
             self.send("* SEARCH%s\r\n%s OK SEARCH done\r\n" % ("".join(" %d" % u for u in uids), tag))
         elif cmd in ("FETCH", "UID FETCH"):
@@ -254,9 +286,10 @@ class Handler(socketserver.StreamRequestHandler):
         if items.startswith("(") and items.endswith(")"):
             items = items[1:-1]
         names = re.findall(r"BODY\.PEEK\[[^\]]*\](?:<[\d.]+>)?|BODY\[[^\]]*\](?:<[\d.]+>)?|\S+", items.upper())
-        n = len(st.msgs)
-        want = parse_set(sset, n if not uid else (st.msgs[-1]["uid"] if st.msgs else 0))
-        msgs = [(i + 1, m) for i, m in enumerate(st.msgs) if (m["uid"] if uid else i + 1) in want]
+        cur = self.cur
+        n = len(cur)
+        want = parse_set(sset, n if not uid else (cur[-1]["uid"] if cur else 0))
+        msgs = [(i + 1, m) for i, m in enumerate(cur) if (m["uid"] if uid else i + 1) in want]
         has_body = any(x.startswith(("BODY[", "BODY.PEEK[", "RFC822")) and x not in ("RFC822.SIZE",)
                        for x in names)
         bad = False
@@ -351,12 +384,15 @@ def main():
     ap.add_argument("--user", default="bad")
     ap.add_argument("--password", default="bad-secret-1")
     ap.add_argument("--list", help="write 'uid sha256 size' of every message to this file and exit")
+    ap.add_argument("--twin", help="a second folder with the same UIDVALIDITY and UIDs, other messages")
     a = ap.parse_args()
     st = State(a)
     if a.list:
         with open(a.list, "w") as fp:
             for m in st.msgs:
                 fp.write("%d %s %d\n" % (m["uid"], hashlib.sha256(m["raw"]).hexdigest(), len(m["raw"])))
+            for m in st.twin or []:
+                fp.write("%s %d %s %d\n" % (a.twin, m["uid"], hashlib.sha256(m["raw"]).hexdigest(), len(m["raw"])))
         return 0
     srv = Server(("127.0.0.1", a.port), Handler)
     srv.st = st
