@@ -31,7 +31,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <openssl/crypto.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -3125,7 +3124,7 @@ static void h_report(struct req *r)
     const char *t = qarg(r, "t");
     char want[33];
     mh_outbox_report_token(mh_daemon_report_key(r->api->d), r->path_id, want);
-    if (t == NULL || strlen(t) != 32 || CRYPTO_memcmp(t, want, 32) != 0) {
+    if (t == NULL || strlen(t) != 32 || !mh_ct_equal(t, want, 32)) {
         fail_reply(r, 404, "not_found", "no notification %" PRId64, r->path_id);
         return;
     }

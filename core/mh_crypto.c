@@ -163,6 +163,8 @@ void mh_hmac_sha256(const unsigned char *key, size_t key_len, const void *msg, s
     }
 }
 
+int mh_ct_equal(const void *a, const void *b, size_t len) { return CRYPTO_memcmp(a, b, len) == 0; }
+
 void mh_hex(const unsigned char *bin, size_t len, char *hex)
 {
     static const char digits[] = "0123456789abcdef";

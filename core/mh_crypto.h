@@ -36,6 +36,8 @@ int mh_unseal(const unsigned char key[MH_KEY_LEN], const void *aad, size_t aad_l
 void mh_sha256(const void *buf, size_t len, unsigned char out[32]);
 /** HMAC-SHA-256 of msg under key. */
 void mh_hmac_sha256(const unsigned char *key, size_t key_len, const void *msg, size_t len, unsigned char out[32]);
+/** 1 if a and b (len bytes each) are equal, compared in constant time (for MACs and tokens). */
+int mh_ct_equal(const void *a, const void *b, size_t len);
 /** Lower-case hex of bin into hex (2*len+1 bytes). */
 void mh_hex(const unsigned char *bin, size_t len, char *hex);
 /* Random bytes: mh_random() in mh_util.h (RAND_bytes). */
