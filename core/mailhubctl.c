@@ -2713,7 +2713,7 @@ static int cmd_search(struct ctl *c, const struct cmd *cmd, const struct args *a
     int rc = 0;
     json_t *all = json_array();
     json_t *next = json_null();
-    long long got = 0;
+    long long got = 0, pending = 0;
     struct table t;
     tbl_init(&t, 7);
     static const char *const hdr[7] = {"ID", "ACCOUNT", "FOLDER", "DATE", "SIZE", "FROM", "SUBJECT"};
@@ -2749,6 +2749,8 @@ static int cmd_search(struct ctl *c, const struct cmd *cmd, const struct args *a
             tbl_row(&t, row, 40);
             got++;
         }
+        if (json_is_integer(json_object_get(j, "pending")))
+            pending = jint(j, "pending", 0);
         json_t *nb = json_object_get(j, "next_before");
         json_decref(next);
         next = json_incref(nb != NULL ? nb : json_null());
@@ -2765,7 +2767,8 @@ static int cmd_search(struct ctl *c, const struct cmd *cmd, const struct args *a
     }
     if (rc == 0) {
         if (c->json) {
-            json_t *doc = json_pack("{s:O, s:O}", "messages", all, "next_before", next);
+            json_t *doc = json_pack("{s:O, s:O, s:I}", "messages", all, "next_before", next, "pending",
+                                    (json_int_t)pending);
             print_json(doc);
             json_decref(doc);
         } else if (got == 0) {
@@ -2779,6 +2782,10 @@ static int cmd_search(struct ctl *c, const struct cmd *cmd, const struct args *a
                 say("more messages match: --before %lld (or --limit 0 for all)",
                     (long long)json_integer_value(next));
         }
+        if (pending > 0 && !c->quiet && !c->json)
+            say("%lld stored message%s not analysed yet: a search finds %s once the hub has indexed %s "
+                "(seconds after an import)", pending, pending == 1 ? " is" : "s are", pending == 1 ? "it" : "them",
+                pending == 1 ? "it" : "them");
     }
     for (size_t k = 0; k < t.nrow * t.ncol; k++)
         free(t.cell[k]);

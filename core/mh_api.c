@@ -2586,7 +2586,9 @@ static void h_message_raw(struct req *r)
  * GET /search?q=&account=NAME&limit=&before=: the blind index (docs/security.md).
  * The query is tokenised on the loop (cheap: 400 when it has no word) and
  * blinded on the store thread with the user's search key; the store matches
- * the terms within the user's own messages, newest first.
+ * the terms within the user's own messages, newest first.  "pending" counts
+ * the user's messages that are stored but not analysed yet (the store lane
+ * indexes them when it is idle): a search does not find those yet.
  */
 static void st_search(struct mh_hub *h, void *arg)
 {
@@ -2638,6 +2640,10 @@ static void st_search(struct mh_hub *h, void *arg)
         r->out = json_object();
         set_new(r->out, "messages", json_incref(c.arr));
         set_new(r->out, "next_before", c.more ? json_integer(c.last_id) : json_null());
+        /* messages stored but not analysed yet (SDK 1.3): not found until they are */
+        uint64_t pending = 0;
+        mh_hub_index_pending(h, r->target, &pending);
+        set_new(r->out, "pending", json_integer((json_int_t)pending));
     }
 out:
     free(terms);

@@ -49,6 +49,8 @@ struct mh_hub {
     struct hub_account *accounts;
     mh_hub_key_hook key_hook;
     void *key_arg;
+    int index_wanted; /* queued messages may wait for mh_hub_index_step() */
+    uint64_t index_done, index_failed;
 };
 
 void mh_hub_set_key_hook(struct mh_hub *h, mh_hub_key_hook fn, void *arg)
@@ -66,6 +68,12 @@ struct mh_hub *mh_hub_new(const struct mh_store_ops *ops, void *state, const uns
     h->state = state;
     memcpy(h->master, master_key, MH_KEY_LEN);
     h->policy = *policy;
+    uint64_t n = 0;
+    if (MH_STORE_HAS(ops, index_pending_count) && ops->index_pending_count(state, 0, &n) == MH_OK && n > 0) {
+        mh_logf(MH_LOG_INFO, "core", "%" PRIu64 " stored messages wait for analysis (search index, attachments): "
+                "it runs whenever the store is idle", n);
+        h->index_wanted = 1;
+    }
     return h;
 }
 
@@ -119,6 +127,9 @@ void mh_hub_forget_accounting(struct mh_hub *h)
     for (struct hub_user *u = h->users; u; u = u->next)
         u->have_acct = 0;
     free_accounts(h);
+    /* a lost batch may have taken analyses with it: look at the queue again */
+    if (mh_hub_defers_analysis(h))
+        h->index_wanted = 1;
 }
 
 /* ------------------------------------------------------------ sealing */
@@ -570,6 +581,8 @@ static int quota_admit(struct mh_hub *h, struct hub_user *u, struct hub_account 
 }
 
 /* Is source_id stored where put_message would find it: in the folder (1.2 stores), else in the account? */
+static int analyse(struct mh_hub_ingest *in);
+
 static int has_source(struct mh_hub *h, int64_t user_id, int64_t account_id, const char *folder, const char *source_id)
 {
     if (MH_STORE_HAS(h->ops, has_source))
@@ -653,10 +666,16 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     if (rc != MH_OK)
         return rc;
 
-    if (!in->prepared)
+    int deferred = MH_STORE_HAS(h->ops, msg_index) && (in->defer_analysis || in->prepared) && !in->analysed;
+    if (!in->prepared) {
+        in->defer_analysis = deferred;
         mh_hub_prepare(in);
+    }
     if (!in->prepared)
         return MH_ENOMEM;
+    if (!deferred && !in->analysed && analyse(in) != 0)
+        return MH_ENOMEM;
+    m.index_pending = deferred;
     const struct mh_mime_headers *hd = &in->hdr;
     memcpy(m.sha256, in->sha256, sizeof m.sha256);
     char aad[64];
@@ -682,6 +701,8 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in)
     free(terms);
     free(blob);
     if (rc == MH_OK && !in->ref.duplicate) {
+        if (deferred)
+            h->index_wanted = 1;
         u->usage += in->raw_len;
         if (strcmp(a->status, "quota") == 0)
             mh_hub_account_set_status(h, a->id, "ok");
@@ -712,21 +733,39 @@ static char *search_tokens(const struct mh_mime_headers *hd, const struct mh_mim
     return tokens;
 }
 
+/* The body: its text as search tokens, its attachments.  0, or -1 when out of memory. */
+static int analyse_body(const void *raw, size_t raw_len, const struct mh_mime_headers *hd, char **tokens_out,
+                        char **attachments_out)
+{
+    *tokens_out = *attachments_out = NULL;
+    struct mh_mime_body b;
+    if (mh_mime_parse_body(raw, raw_len, &b) != 0)
+        return -1;
+    *tokens_out = getenv("MH_NO_SEARCH") ? NULL : search_tokens(hd, &b);
+    *attachments_out = b.attachments;
+    b.attachments = NULL;
+    mh_mime_body_clear(&b);
+    return 0;
+}
+
+static int analyse(struct mh_hub_ingest *in)
+{
+    if (analyse_body(in->raw, in->raw_len, &in->hdr, &in->search_tokens, &in->attachments) != 0)
+        return -1;
+    in->analysed = 1;
+    return 0;
+}
+
 void mh_hub_prepare(struct mh_hub_ingest *in)
 {
     if (in->prepared)
         return;
     if (mh_mime_parse(in->raw, in->raw_len, &in->hdr) != 0)
         return;
-    struct mh_mime_body b;
-    if (mh_mime_parse_body(in->raw, in->raw_len, &b) != 0) {
+    if (!in->defer_analysis && analyse(in) != 0) {
         mh_mime_headers_clear(&in->hdr);
         return;
     }
-    in->search_tokens = getenv("MH_NO_SEARCH") ? NULL : search_tokens(&in->hdr, &b);
-    in->attachments = b.attachments;
-    b.attachments = NULL;
-    mh_mime_body_clear(&b);
     mh_sha256(in->raw, in->raw_len, in->sha256);
     in->prepared = 1;
 }
@@ -738,7 +777,7 @@ void mh_hub_ingest_clear(struct mh_hub_ingest *in)
     free(in->search_blind);
     free(in->attachments);
     in->search_tokens = in->search_blind = in->attachments = NULL;
-    in->prepared = 0;
+    in->prepared = in->analysed = 0;
 }
 
 /* -------------------------------------------------------------- reads */
@@ -851,4 +890,226 @@ int mh_hub_search_terms(struct mh_hub *h, int64_t user_id, const char *query, ch
     }
     *terms_out = t;
     return MH_OK;
+}
+
+/* ------------------------------------------------- deferred analysis */
+
+struct pending_msg {
+    int64_t id, user_id, account_id;
+    struct mh_mime_headers hd; /* the decoded headers the store keeps: words of the index too */
+    unsigned char *blob;
+    size_t blob_len;
+};
+
+struct pending_list {
+    struct pending_msg *v;
+    size_t n, cap;
+    int oom;
+};
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int pending_cb(void *arg, const struct mh_msg_rec *m)
+{
+    struct pending_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        struct pending_msg *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            l->oom = 1;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    struct pending_msg *p = &l->v[l->n];
+    memset(p, 0, sizeof *p);
+    p->id = m->id;
+    p->user_id = m->user_id;
+    p->account_id = m->account_id;
+    p->hd.from = dup_or_null(m->from);
+    p->hd.to = dup_or_null(m->to);
+    p->hd.cc = dup_or_null(m->cc);
+    p->hd.subject = dup_or_null(m->subject);
+    p->blob_len = m->blob_len;
+    p->blob = malloc(m->blob_len ? m->blob_len : 1);
+    if (p->blob == NULL) {
+        mh_mime_headers_clear(&p->hd);
+        l->oom = 1;
+        return 1;
+    }
+    if (m->blob_len)
+        memcpy(p->blob, m->blob, m->blob_len);
+    l->n++;
+    return 0;
+}
+
+static void pending_clear(struct pending_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        mh_mime_headers_clear(&l->v[i].hd);
+        free(l->v[i].blob);
+    }
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static void index_caught_up(struct mh_hub *h)
+{
+    h->index_wanted = 0;
+    /* after an import, say so; a message or two of new mail is routine */
+    if (h->index_done + h->index_failed > 0)
+        mh_logf(h->index_done >= 100 || h->index_failed ? MH_LOG_INFO : MH_LOG_DEBUG, "core",
+                "analysis caught up: %" PRIu64 " messages indexed%s", h->index_done,
+                h->index_failed ? " (some could not be: see the warnings above)" : "");
+    h->index_done = h->index_failed = 0;
+}
+
+struct mh_hub_analysis {
+    size_t n;
+    struct analysis_item {
+        int64_t id;
+        struct mh_mime_headers hd;
+        unsigned char *raw; /* opened; wiped and freed once analysed */
+        size_t raw_len;
+        unsigned char search_key[32];
+        const char *why;    /* set: cannot be indexed (logged when stored) */
+        char *terms, *attachments;
+    } *v;
+};
+
+void mh_hub_analysis_free(struct mh_hub_analysis **ap)
+{
+    struct mh_hub_analysis *a = ap ? *ap : NULL;
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->n; i++) {
+        struct analysis_item *it = &a->v[i];
+        mh_mime_headers_clear(&it->hd);
+        if (it->raw != NULL)
+            mh_wipe(it->raw, it->raw_len);
+        free(it->raw);
+        free(it->terms);
+        free(it->attachments);
+        mh_wipe(it->search_key, sizeof it->search_key);
+    }
+    free(a->v);
+    free(a);
+    *ap = NULL;
+}
+
+int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struct mh_hub_analysis **out,
+                       int64_t *last_id)
+{
+    *out = NULL;
+    if (!mh_hub_defers_analysis(h)) {
+        h->index_wanted = 0;
+        return 0;
+    }
+    struct pending_list l = {0};
+    int rc = h->ops->index_pending_list(h->state, after_id, limit, pending_cb, &l);
+    if (rc == MH_OK && l.oom)
+        rc = MH_ENOMEM;
+    if (rc != MH_OK) {
+        pending_clear(&l);
+        return rc;
+    }
+    if (l.n == 0) {
+        if (after_id <= 0)
+            index_caught_up(h);
+        pending_clear(&l);
+        return 0;
+    }
+    struct mh_hub_analysis *a = mh_xcalloc(1, sizeof *a);
+    a->v = mh_xcalloc(l.n, sizeof *a->v);
+    for (size_t i = 0; i < l.n; i++) {
+        struct pending_msg *p = &l.v[i];
+        struct analysis_item *it = &a->v[a->n++];
+        it->id = p->id;
+        it->hd = p->hd; /* moved */
+        memset(&p->hd, 0, sizeof p->hd);
+        int urc = 0;
+        struct hub_user *u = user_load(h, p->user_id, NULL, &urc);
+        char aad[64];
+        snprintf(aad, sizeof aad, "msg:%" PRId64 ":%" PRId64, p->user_id, p->account_id);
+        if (u == NULL)
+            it->why = urc == MH_ENOTFOUND ? "its user is gone" : "its user's key does not open";
+        else if (unseal_alloc(u->key, aad, p->blob, p->blob_len, &it->raw, &it->raw_len) != 0)
+            it->why = "it does not decrypt";
+        else
+            memcpy(it->search_key, u->search_key, sizeof it->search_key);
+        if (last_id)
+            *last_id = p->id;
+    }
+    pending_clear(&l);
+    *out = a;
+    return (int)a->n;
+}
+
+void mh_hub_index_analyse(struct mh_hub_analysis *a)
+{
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        struct analysis_item *it = &a->v[i];
+        if (it->why == NULL) {
+            char *tokens = NULL;
+            if (analyse_body(it->raw, it->raw_len, &it->hd, &tokens, &it->attachments) != 0)
+                it->why = "out of memory while parsing it";
+            else if (tokens != NULL && (it->terms = mh_search_blind(it->search_key, tokens)) == NULL)
+                it->why = "out of memory while indexing it";
+            free(tokens);
+        }
+        if (it->raw != NULL)
+            mh_wipe(it->raw, it->raw_len);
+        free(it->raw);
+        it->raw = NULL;
+        mh_wipe(it->search_key, sizeof it->search_key);
+    }
+}
+
+int mh_hub_index_store(struct mh_hub *h, struct mh_hub_analysis *a)
+{
+    int done = 0;
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        struct analysis_item *it = &a->v[i];
+        if (it->why != NULL) {
+            mh_logf(MH_LOG_WARN, "core", "message %" PRId64 " is not searchable: %s", it->id, it->why);
+            h->index_failed++;
+        }
+        int rc = h->ops->msg_index(h->state, it->id, it->why ? NULL : it->terms, it->why ? NULL : it->attachments);
+        if (rc == MH_ENOTFOUND)
+            continue; /* deleted meanwhile */
+        if (rc != MH_OK)
+            return rc;
+        if (it->why == NULL)
+            h->index_done++;
+        done++;
+    }
+    return done;
+}
+
+int mh_hub_index_step(struct mh_hub *h, unsigned limit)
+{
+    struct mh_hub_analysis *a = NULL;
+    int n = mh_hub_index_fetch(h, 0, limit, &a, NULL);
+    if (n <= 0)
+        return n;
+    mh_hub_index_analyse(a);
+    int rc = mh_hub_index_store(h, a);
+    mh_hub_analysis_free(&a);
+    return rc;
+}
+
+int mh_hub_index_wanted(struct mh_hub *h) { return h != NULL && h->index_wanted; }
+
+int mh_hub_defers_analysis(struct mh_hub *h)
+{
+    return h != NULL && MH_STORE_HAS(h->ops, msg_index) && MH_STORE_HAS(h->ops, index_pending_list);
+}
+
+int mh_hub_index_pending(struct mh_hub *h, int64_t user_id, uint64_t *count_out)
+{
+    *count_out = 0;
+    if (!MH_STORE_HAS(h->ops, index_pending_count))
+        return MH_ENOTSUP;
+    return h->ops->index_pending_count(h->state, user_id, count_out);
 }

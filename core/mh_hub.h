@@ -80,8 +80,11 @@ struct mh_hub_ingest {
     size_t raw_len;
     int64_t internal_date;
     const char *rematch_prefix;   /* see mh_message.rematch_prefix */
+    int defer_analysis;           /* in: mh_hub_prepare() leaves the body alone (the store lane sets it
+                                     when the store analyses later, SDK 1.3) */
     /* filled by mh_hub_prepare() (any thread), else by mh_hub_ingest() itself */
     int prepared;
+    int analysed;                 /* the body too: search_tokens and attachments are set */
     unsigned char sha256[32];
     struct mh_mime_headers hdr;
     char *search_tokens;          /* plaintext words for the blind index (never stored as such) */
@@ -95,9 +98,16 @@ struct mh_hub_ingest {
 };
 int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in);
 /**
- * The part of ingest that needs no store and no key: parse the headers and
- * the body (text for the search index, attachments) and hash the bytes.  Thread-safe; the store lane runs it on its own thread,
- * ahead of the store thread.  Free in->hdr with mh_mime_headers_clear().
+ * The part of ingest that needs no store and no key: parse the headers, hash
+ * the bytes, and unless in->defer_analysis analyse the body (text for the
+ * search index, attachments).  Thread-safe; the store lane runs it on its own
+ * thread, ahead of the store thread.  Free with mh_hub_ingest_clear().
+ *
+ * With a store that has the SDK 1.3 queue (msg_index), mh_hub_ingest() stores
+ * a message whose body was not analysed at once, queued, and
+ * mh_hub_index_step() analyses it later: an import writes mail at the speed
+ * of the header scan, the hash and the seal, and the search index and the
+ * attachment lists follow as soon as the store lane has nothing else to do.
  */
 void mh_hub_prepare(struct mh_hub_ingest *in);
 /** Free what mh_hub_prepare() allocated. */
@@ -111,6 +121,36 @@ void mh_hub_ingest_clear(struct mh_hub_ingest *in);
  */
 typedef void (*mh_hub_key_hook)(void *arg, int64_t user_id, const unsigned char search_key[32]);
 void mh_hub_set_key_hook(struct mh_hub *h, mh_hub_key_hook fn, void *arg);
+/**
+ * Deferred analysis (store thread): analyse up to `limit` queued messages --
+ * open, parse the body, list the attachments, blind the words -- and hand the
+ * results to the store (uncommitted: the caller flushes).  Returns how many
+ * were done (fewer than limit: the queue is empty) or a negative MH_E* code.
+ * A message that cannot be opened or parsed leaves the queue unindexed, with
+ * a warning, so that it is never retried for ever.
+ */
+int mh_hub_index_step(struct mh_hub *h, unsigned limit);
+/*
+ * The same in three parts, so that the work that needs neither the store nor
+ * the keys runs on another thread: fetch (store thread) lists up to `limit`
+ * queued messages with an id above after_id and opens them (*last_id: the
+ * highest id taken; 0 found with after_id 0: the queue is empty, analysis is
+ * no longer wanted); analyse (any thread) parses and blinds; store (store
+ * thread) hands the results to the store, uncommitted, and returns how many
+ * left the queue.  Free with mh_hub_analysis_free().
+ */
+struct mh_hub_analysis;
+int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struct mh_hub_analysis **out,
+                       int64_t *last_id);
+void mh_hub_index_analyse(struct mh_hub_analysis *a);
+int mh_hub_index_store(struct mh_hub *h, struct mh_hub_analysis *a);
+void mh_hub_analysis_free(struct mh_hub_analysis **a);
+/** 1 when queued messages may be waiting for mh_hub_index_step(). */
+int mh_hub_index_wanted(struct mh_hub *h);
+/** How many of user_id's messages (0: every user's) wait for analysis; MH_ENOTSUP before SDK 1.3 stores. */
+int mh_hub_index_pending(struct mh_hub *h, int64_t user_id, uint64_t *count_out);
+/** 1 if the store analyses later (SDK 1.3): the prep thread may then leave bodies alone. */
+int mh_hub_defers_analysis(struct mh_hub *h);
 /** Forget cached accounting (after a failed flush): it is reloaded from the store. */
 void mh_hub_forget_accounting(struct mh_hub *h);
 

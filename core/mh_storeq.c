@@ -17,13 +17,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define STOREQ_MAX_BATCH 1024
 /* The prep thread hands work on in small chunks, so that the store thread starts on a batch while the
  * rest of it is still being parsed: the stages overlap instead of taking turns. */
 #define STOREQ_PREP_CHUNK 32
+/* Deferred analysis (mh_hub_index_step) runs once the lane has had nothing to do for this long, a few
+ * messages at a time, so that new mail never waits long behind it. */
+#define STOREQ_INDEX_IDLE_MS 20
+#define STOREQ_INDEX_STEP 32
+#define STOREQ_INDEX_STARVE_MS 1000
+#define STOREQ_INDEX_BACKOFF_MS 5000 /* after a failure of the store */
 
-enum req_type { REQ_OPEN, REQ_PUT, REQ_CALL, REQ_SYNC, REQ_CLOSE };
+enum req_type { REQ_OPEN, REQ_PUT, REQ_CALL, REQ_SYNC, REQ_CLOSE, REQ_ANALYSE };
 
 struct req {
     enum req_type type;
@@ -41,6 +48,7 @@ struct req {
     int notify;
     int rc;
     int sync_done; /* REQ_SYNC: set under the lock when fn has run */
+    struct mh_hub_analysis *an; /* REQ_ANALYSE: opened on the store thread, analysed on the prep thread */
     struct req *next;
 };
 
@@ -61,6 +69,11 @@ struct mh_storeq {
     pthread_t prep_thread;
     pthread_cond_t prep_cond;
     int prep_quit, prep_busy, prep_started;
+    int64_t last_put_ms, last_index_ms; /* store thread: when it last stored a message, analysed some */
+    int64_t an_cursor;                  /* store thread: the highest queued id handed to the prep thread */
+    int an_inflight;                    /* analyses on their way through the prep thread; under lock */
+    size_t prep_other;                  /* other requests queued for or in the prep thread; under lock */
+    int defer; /* the hub analyses bodies later (SDK 1.3 store): the prep thread leaves them; under lock */
     struct req *p_head, *p_tail;     /* queued for the prep thread */
     struct req *in_head, *in_tail;   /* queued for the store thread */
     struct req *out_head, *out_tail; /* done, for the loop */
@@ -128,6 +141,7 @@ static void prep_blind(struct mh_storeq *q, struct req *r)
 static void req_free(struct req *r)
 {
     mh_hub_ingest_clear(&r->in);
+    mh_hub_analysis_free(&r->an);
     free(r->provider);
     free(r->user);
     free(r->account);
@@ -145,13 +159,154 @@ static void process_put(struct mh_storeq *q, struct req *r)
     r->rc = mh_hub_ingest(q->hub, &r->in);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Store thread, lock held: analyse a few queued messages and commit them. */
+static void index_step(struct mh_storeq *q)
+{
+    q->busy = 1;
+    pthread_mutex_unlock(&q->lock);
+    int n = mh_hub_index_step(q->hub, STOREQ_INDEX_STEP);
+    if (n > 0 && q->ops->flush) {
+        int frc = q->ops->flush(q->state);
+        if (frc < 0) {
+            mh_logf(MH_LOG_ERROR, "core", "the store failed to commit the analysis of %d messages (code %d): "
+                    "they stay queued", n, frc);
+            mh_hub_forget_accounting(q->hub);
+        }
+    } else if (n < 0) {
+        mh_logf(MH_LOG_ERROR, "core", "analysing stored messages failed (code %d): retried when the store is "
+                "next idle", n);
+        if (q->ops->flush)
+            q->ops->flush(q->state); /* drop what the failed step left half done */
+    }
+    pthread_mutex_lock(&q->lock);
+    q->last_index_ms = mono_ms();
+    q->busy = 0;
+    pthread_cond_broadcast(&q->idle);
+}
+
+/*
+ * Store thread, lock NOT held: open the next few queued messages and hand them to the prep thread, which
+ * parses and blinds them while this thread goes on; they come back as a REQ_ANALYSE for the store.
+ * Returns how many were handed on (0: none left above the cursor).
+ */
+static int start_analysis(struct mh_storeq *q, int own)
+{
+    struct mh_hub_analysis *a = NULL;
+    int64_t last = 0;
+    int n = mh_hub_index_fetch(q->hub, q->an_cursor, STOREQ_INDEX_STEP, &a, &last);
+    if (n < 0) {
+        mh_logf(MH_LOG_ERROR, "core", "reading the messages waiting for analysis failed (code %d): retried "
+                "in %d s", n, STOREQ_INDEX_BACKOFF_MS / 1000);
+        pthread_mutex_lock(&q->lock);
+        q->last_put_ms = mono_ms() + STOREQ_INDEX_BACKOFF_MS; /* as if busy: no retry at once */
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+    }
+    pthread_mutex_lock(&q->lock);
+    if (n == 0) {
+        /* the end of the queue: look again from its start once nothing is on its way */
+        if (q->an_inflight == 0)
+            q->an_cursor = 0;
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+    }
+    q->an_cursor = last;
+    if (own) {
+        /* the prep thread has some already: this thread analyses these itself, so both CPUs work */
+        q->an_inflight++;
+        pthread_mutex_unlock(&q->lock);
+        mh_hub_index_analyse(a);
+        int done = mh_hub_index_store(q->hub, a);
+        mh_hub_analysis_free(&a);
+        int frc = q->ops->flush ? q->ops->flush(q->state) : MH_OK;
+        pthread_mutex_lock(&q->lock);
+        q->an_inflight--;
+        q->last_index_ms = mono_ms();
+        if (done < 0 || frc < 0) {
+            mh_logf(MH_LOG_ERROR, "core", "storing the analysis of stored messages failed (code %d): they stay "
+                    "queued, retried in %d s", done < 0 ? done : frc, STOREQ_INDEX_BACKOFF_MS / 1000);
+            q->last_put_ms = mono_ms() + STOREQ_INDEX_BACKOFF_MS;
+            if (frc < 0)
+                mh_hub_forget_accounting(q->hub);
+        }
+        pthread_mutex_unlock(&q->lock);
+        return n;
+    }
+    struct req *r = mh_xcalloc(1, sizeof *r);
+    r->type = REQ_ANALYSE;
+    r->an = a;
+    q->an_inflight++;
+    if (q->p_tail)
+        q->p_tail->next = r;
+    else
+        q->p_head = r;
+    q->p_tail = r;
+    pthread_cond_signal(&q->prep_cond);
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+/* Lock held: 1 when the lane may start analysing: nothing waits, and no message was put for
+ * STOREQ_INDEX_IDLE_MS (calls do not count: they are reads); *wait_ms: how long until then. */
+static int may_analyse(struct mh_storeq *q, int64_t *wait_ms)
+{
+    *wait_ms = -1;
+    if (q->hub == NULL || !mh_hub_index_wanted(q->hub) || q->quit || q->in_head != NULL || q->prep_other > 0 ||
+        q->an_inflight > 1)
+        return 0;
+    int64_t wait = q->last_put_ms + STOREQ_INDEX_IDLE_MS - mono_ms();
+    if (wait > 0) {
+        *wait_ms = wait;
+        return 0;
+    }
+    return 1;
+}
+
+/* Store thread, lock held, nothing queued for it, analysis wanted: start an analysis once the lane is
+ * idle, else wait for that or for work. */
+static void idle_index(struct mh_storeq *q)
+{
+    int64_t wait;
+    if (may_analyse(q, &wait)) {
+        int own = q->an_inflight > 0;
+        q->busy = 1;
+        pthread_mutex_unlock(&q->lock);
+        start_analysis(q, own);
+        pthread_mutex_lock(&q->lock);
+        q->busy = 0;
+        pthread_cond_broadcast(&q->idle);
+        return;
+    }
+    if (wait < 0) {
+        pthread_cond_wait(&q->cond, &q->lock); /* work on its way: the prep thread signals */
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+    ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+}
+
 static void *store_thread(void *arg)
 {
     struct mh_storeq *q = arg;
     pthread_mutex_lock(&q->lock);
     for (;;) {
-        while (q->in_head == NULL && !q->quit)
-            pthread_cond_wait(&q->cond, &q->lock);
+        while (q->in_head == NULL && !q->quit) {
+            if (q->hub != NULL && mh_hub_index_wanted(q->hub))
+                idle_index(q);
+            else
+                pthread_cond_wait(&q->cond, &q->lock);
+        }
         if (q->in_head == NULL && q->quit)
             break;
         /* take a batch */
@@ -173,7 +328,7 @@ static void *store_thread(void *arg)
 
         if (pol_changed && q->hub)
             mh_hub_set_policy(q->hub, &pol);
-        int any_write = 0;
+        int any_write = 0, any_put = 0;
         for (struct req *r = batch; r; r = r->next) {
             switch (r->type) {
             case REQ_OPEN:
@@ -181,12 +336,15 @@ static void *store_thread(void *arg)
                 if (r->rc == MH_OK) {
                     q->hub = mh_hub_new(q->ops, q->state, q->master_key, &pol);
                     mh_hub_set_key_hook(q->hub, key_hook, q);
+                    pthread_mutex_lock(&q->lock);
+                    q->defer = mh_hub_defers_analysis(q->hub);
+                    pthread_mutex_unlock(&q->lock);
                 }
                 mh_wipe(q->master_key, sizeof q->master_key);
                 break;
             case REQ_PUT:
                 process_put(q, r);
-                any_write = 1;
+                any_write = any_put = 1;
                 break;
             case REQ_CALL:
             case REQ_SYNC:
@@ -194,6 +352,25 @@ static void *store_thread(void *arg)
                 r->rc = MH_OK;
                 any_write = 1;
                 break;
+            case REQ_ANALYSE: {
+                /* the next few are parsed while these are written */
+                int64_t wait;
+                pthread_mutex_lock(&q->lock);
+                int more = r->next == NULL && may_analyse(q, &wait);
+                pthread_mutex_unlock(&q->lock);
+                if (more)
+                    start_analysis(q, 0);
+                int done = q->hub ? mh_hub_index_store(q->hub, r->an) : 0;
+                if (done < 0) {
+                    mh_logf(MH_LOG_ERROR, "core", "storing the analysis of stored messages failed (code %d): they "
+                            "stay queued, retried in %d s", done, STOREQ_INDEX_BACKOFF_MS / 1000);
+                    pthread_mutex_lock(&q->lock);
+                    q->last_put_ms = mono_ms() + STOREQ_INDEX_BACKOFF_MS;
+                    pthread_mutex_unlock(&q->lock);
+                }
+                any_write = 1;
+                break;
+            }
             case REQ_CLOSE:
                 if (q->ops->flush)
                     q->ops->flush(q->state);
@@ -229,6 +406,10 @@ static void *store_thread(void *arg)
                 else
                     q->out_head = r;
                 q->out_tail = r;
+            } else if (r->type == REQ_ANALYSE) {
+                q->an_inflight--;
+                q->last_index_ms = mono_ms();
+                req_free(r);
             } else {
                 r->sync_done = 1; /* run_sync() owns it */
             }
@@ -239,6 +420,12 @@ static void *store_thread(void *arg)
         if (q->async)
             mh_async_send(q->async);
         pthread_mutex_lock(&q->lock);
+        if (any_put)
+            q->last_put_ms = mono_ms();
+        /* a lane that never goes idle still analyses a few messages a second */
+        if (q->hub != NULL && mh_hub_index_wanted(q->hub) && q->an_inflight == 0 &&
+            mono_ms() - q->last_index_ms >= STOREQ_INDEX_STARVE_MS)
+            index_step(q);
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;
@@ -332,6 +519,7 @@ static void enqueue(struct mh_storeq *q, struct req *r)
     q->p_tail = r;
     if (r->type == REQ_PUT || r->type == REQ_CALL)
         q->pending++;
+    q->prep_other++;
     pthread_cond_signal(&q->prep_cond);
     pthread_mutex_unlock(&q->lock);
 }
@@ -357,13 +545,20 @@ static void *prep_thread(void *arg)
             q->p_tail = NULL;
         last->next = NULL;
         q->prep_busy = 1;
+        int defer = q->defer;
         pthread_mutex_unlock(&q->lock);
         for (struct req *r = batch; r; r = r->next)
-            if (r->type == REQ_PUT) {
+            if (r->type == REQ_ANALYSE) {
+                mh_hub_index_analyse(r->an);
+            } else if (r->type == REQ_PUT) {
+                r->in.defer_analysis = defer;
                 mh_hub_prepare(&r->in);
                 prep_blind(q, r);
             }
         pthread_mutex_lock(&q->lock);
+        for (struct req *r = batch; r; r = r->next)
+            if (r->type != REQ_ANALYSE)
+                q->prep_other--;
         if (q->in_tail)
             q->in_tail->next = batch;
         else

@@ -1699,6 +1699,120 @@ static void test_search(void **state)
     free(l);
 }
 
+/* ------------------------------------------------------- SDK 1.3 ops */
+
+static int sc_need_13(struct sc *f)
+{
+    int n = SC_HAS(f->ops, index_pending_list) + SC_HAS(f->ops, msg_index) + SC_HAS(f->ops, index_pending_count);
+    assert_true(n == 0 || n == 3);
+    return n == 3 && sc_need_12(f);
+}
+
+static uint64_t sc_pending(struct sc *f, int64_t user_id)
+{
+    uint64_t n = 99;
+    assert_int_equal(f->ops->index_pending_count(f->st, user_id, &n), MH_OK);
+    return n;
+}
+
+static size_t sc_queue(struct sc *f, struct sc_msgs *l, int64_t after_id, uint32_t limit)
+{
+    l->n = 0;
+    assert_int_equal(f->ops->index_pending_list(f->st, after_id, limit, sc_msg_cb, l), MH_OK);
+    for (size_t i = 1; i < l->n; i++)
+        assert_true(l->v[i - 1].id < l->v[i].id);
+    return l->n;
+}
+
+/* Deferred analysis: a message put with index_pending waits in the queue, with its blob, until
+ * msg_index gives it its terms and attachments; exactly once, per user, and gone with the message. */
+static void test_index_queue(void **state)
+{
+    struct sc *f = *state;
+    if (!sc_need_13(f))
+        skip();
+    int64_t a = sc_user(f, "alice"), b = sc_user(f, "bob");
+    int64_t acc = sc_account(f, a, "work"), bacc = sc_account(f, b, "work");
+    struct mh_message_ref r[4];
+    const char *src[4] = {"q1", "q2", "q3", "q4"}, *raw[4] = {"m1 body", "m2 body", "m3", "m4 of bob"};
+    for (int i = 0; i < 4; i++) {
+        struct mh_msg_rec m = {.struct_size = sizeof m,
+                               .user_id = i == 3 ? b : a,
+                               .account_id = i == 3 ? bacc : acc,
+                               .folder = "INBOX",
+                               .source_id = src[i],
+                               .size = strlen(raw[i]),
+                               .blob = raw[i],
+                               .blob_len = strlen(raw[i]),
+                               .subject = "queued",
+                               .index_pending = i != 2}; /* the third is analysed on arrival */
+        if (i == 2) {
+            m.search_terms = "CCCC3";
+            m.attachments = "[]";
+        }
+        r[i] = (struct mh_message_ref){.struct_size = sizeof r[i]};
+        assert_int_equal(f->ops->put_message(f->st, &m, &r[i]), MH_OK);
+    }
+    /* the store's own reads see the queue before the flush */
+    assert_int_equal(sc_pending(f, a), 2);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_pending(f, a), 2);
+    assert_int_equal(sc_pending(f, b), 1);
+    assert_int_equal(sc_pending(f, 0), 3);
+    struct sc_msgs *l = sc_msgs_new();
+    assert_int_equal(sc_queue(f, l, 0, 0), 3);
+    assert_int_equal(l->v[0].id, r[0].id);
+    assert_int_equal(l->v[1].id, r[1].id);
+    assert_int_equal(l->v[2].id, r[3].id);
+    /* with the blob (the core opens it) and the owner (the core picks the key) */
+    assert_true(l->v[0].has_blob);
+    assert_int_equal(l->v[0].blob_len, strlen(raw[0]));
+    assert_memory_equal(l->v[0].blob, raw[0], strlen(raw[0]));
+    assert_int_equal(l->v[0].user_id, a);
+    assert_int_equal(l->v[0].account_id, acc);
+    assert_int_equal(l->v[2].user_id, b);
+    assert_string_equal(l->v[0].subject, "queued");
+    /* paging */
+    assert_int_equal(sc_queue(f, l, 0, 1), 1);
+    assert_int_equal(sc_queue(f, l, r[0].id, 0), 2);
+    assert_int_equal(l->v[0].id, r[1].id);
+    /* not searchable yet */
+    assert_int_equal(sc_search(f, l, a, 0, "AAAA1", 0, 0, 0), 0);
+    assert_int_equal(sc_search(f, l, a, 0, "CCCC3", 0, 0, 0), 1);
+    /* analysed: searchable, attachments set, off the queue; a second time is "not pending" */
+    assert_int_equal(f->ops->msg_index(f->st, r[0].id, "AAAA1 BBBB2",
+                                       "[{\"name\":\"x.pdf\",\"type\":\"application/pdf\",\"size\":3}]"),
+                     MH_OK);
+    assert_int_equal(f->ops->msg_index(f->st, r[0].id, "ZZZZ9", NULL), MH_ENOTFOUND);
+    assert_int_equal(f->ops->msg_index(f->st, r[2].id, "ZZZZ9", NULL), MH_ENOTFOUND); /* never queued */
+    assert_int_equal(f->ops->msg_index(f->st, 987654, "ZZZZ9", NULL), MH_ENOTFOUND);
+    assert_int_equal(sc_pending(f, a), 1);
+    assert_int_equal(sc_flush(f), MH_OK);
+    assert_int_equal(sc_search(f, l, a, 0, "AAAA1 BBBB2", 0, 0, 0), 1);
+    assert_int_equal(l->v[0].id, r[0].id);
+    assert_non_null(strstr(l->v[0].attachments, "x.pdf"));
+    assert_int_equal(sc_search(f, l, a, 0, "ZZZZ9", 0, 0, 0), 0);
+    /* bob's queue entry and index are bob's */
+    assert_int_equal(sc_search(f, l, b, 0, "AAAA1", 0, 0, 0), 0);
+    /* nothing to index (a message that could not be opened) still leaves the queue */
+    assert_int_equal(f->ops->msg_index(f->st, r[1].id, NULL, NULL), MH_OK);
+    assert_int_equal(sc_pending(f, a), 0);
+    assert_int_equal(sc_queue(f, l, 0, 0), 1);
+    assert_int_equal(l->v[0].id, r[3].id);
+    if (f->c->persistent) {
+        assert_int_equal(sc_flush(f), MH_OK);
+        sc_reopen(f);
+        assert_int_equal(sc_pending(f, b), 1);
+        assert_int_equal(sc_search(f, l, a, 0, "AAAA1", 0, 0, 0), 1);
+    }
+    /* a queued message deleted with its account leaves the queue too */
+    assert_int_equal(f->ops->account_delete(f->st, b, bacc), MH_OK);
+    assert_int_equal(sc_pending(f, b), 0);
+    assert_int_equal(sc_queue(f, l, 0, 0), 0);
+    assert_int_equal(sc_flush(f), MH_OK);
+    free(l);
+}
+
 struct sc_jobs {
     size_t n;
     int64_t id[16];
@@ -1866,6 +1980,7 @@ int store_contract_run(const struct store_contract *c)
         SC_TEST(test_search),
         SC_TEST(test_outbox),
         SC_TEST(test_user_prefs),
+        SC_TEST(test_index_queue),
     };
 #undef SC_TEST
     return _cmocka_run_group_tests(c->name, tests, sizeof tests / sizeof tests[0], NULL, NULL);

@@ -289,6 +289,20 @@ static const struct sq_migration sq_migrations[] = {
       "  UPDATE folders SET messages = messages + 1, bytes = bytes + NEW.size WHERE id = NEW.folder_id;"
       "END;"),
      NULL},
+    /* 4: SDK 1.3.  The queue of messages whose body the core analyses after
+     * the import (search terms, attachments): a table of its own, so that the
+     * messages table (blob last) is not rebuilt. */
+    {("CREATE TABLE index_queue ("
+      "  id INTEGER PRIMARY KEY,"
+      "  user_id INTEGER NOT NULL);"
+      "CREATE INDEX index_queue_user ON index_queue (user_id);"
+      "CREATE TRIGGER messages_unqueue AFTER DELETE ON messages BEGIN"
+      "  DELETE FROM index_queue WHERE id = OLD.id;"
+      "END;"
+      "CREATE TRIGGER messages_requeue AFTER UPDATE OF user_id ON messages BEGIN"
+      "  UPDATE index_queue SET user_id = NEW.user_id WHERE id = NEW.id;"
+      "END;"),
+     NULL},
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -298,6 +312,11 @@ static const struct sq_migration sq_migrations[] = {
 #define SQ_ACCOUNT_COLS "id, user_id, name, provider, settings, secret, paused, status, origin, created"
 #define SQ_FOLDER_COLS \
     "id, user_id, account_id, name, uidvalidity, uidnext, highestmodseq, messages, bytes, source_gone"
+
+#define SQ_MSG_COLS                                                                                          \
+    "m.id, m.user_id, m.account_id, m.folder_id, f.name, m.uid, m.modseq, m.source_id, m.size, m.sha256,"    \
+    " m.flags, m.internal_date, m.date, m.\"from\", m.\"to\", m.cc, m.subject, m.message_id, m.stored,"     \
+    " m.attachments, m.source_gone"
 
 enum sq_stmt {
     SQ_USER_INS,
@@ -354,6 +373,12 @@ enum sq_stmt {
     SQ_PREF_GET,
     SQ_PREF_PUT,
     SQ_PREF_DEL,
+    SQ_QUEUE_INS,
+    SQ_QUEUE_DEL,
+    SQ_QUEUE_LIST,
+    SQ_QUEUE_COUNT,
+    SQ_QUEUE_COUNT_ALL,
+    SQ_MSG_SET_ATT,
     SQ_N_STMTS,
 };
 
@@ -451,6 +476,13 @@ static const char *const sq_stmt_sql[SQ_N_STMTS] = {
     [SQ_PREF_PUT] = ("INSERT INTO user_prefs (user_id, key, value) VALUES (?1, ?2, ?3)"
                      " ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value"),
     [SQ_PREF_DEL] = "DELETE FROM user_prefs WHERE user_id = ?1 AND key = ?2",
+    [SQ_QUEUE_INS] = "INSERT INTO index_queue (id, user_id) VALUES (?1, ?2)",
+    [SQ_QUEUE_DEL] = "DELETE FROM index_queue WHERE id = ?1",
+    [SQ_QUEUE_LIST] = ("SELECT " SQ_MSG_COLS ", m.blob FROM index_queue AS q CROSS JOIN messages AS m ON m.id = q.id"
+                       " CROSS JOIN folders AS f ON f.id = m.folder_id WHERE q.id > ?1 ORDER BY q.id LIMIT ?2"),
+    [SQ_QUEUE_COUNT] = "SELECT count(*) FROM index_queue WHERE user_id = ?1",
+    [SQ_QUEUE_COUNT_ALL] = "SELECT count(*) FROM index_queue",
+    [SQ_MSG_SET_ATT] = "UPDATE messages SET attachments = ?2 WHERE id = ?1",
 };
 
 /* msg_list: one statement per filter and per with_blob.  Each names its index
@@ -475,10 +507,6 @@ static const char *const sq_msg_where[SQ_N_MF] = {
                   " AND (?6 = 0 OR +m.folder_id = ?6)"),
 };
 
-#define SQ_MSG_COLS                                                                                          \
-    "m.id, m.user_id, m.account_id, m.folder_id, f.name, m.uid, m.modseq, m.source_id, m.size, m.sha256,"    \
-    " m.flags, m.internal_date, m.date, m.\"from\", m.\"to\", m.cc, m.subject, m.message_id, m.stored,"     \
-    " m.attachments, m.source_gone"
 
 /* ------------------------------------------------------------ state */
 
@@ -1562,6 +1590,13 @@ static int sq_put_message(void *state, const struct mh_msg_rec *m, struct mh_mes
         sq_bind_text(st, 2, m->search_terms);
         rc = sq_step_write(s, st, "indexing a message");
     }
+    if (rc == MH_OK && m->struct_size >= offsetof(struct mh_msg_rec, index_pending) + sizeof m->index_pending &&
+        m->index_pending) {
+        st = s->st[SQ_QUEUE_INS];
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, m->user_id);
+        rc = sq_step_write(s, st, "queueing a message for analysis");
+    }
     if (rc == MH_OK) {
         st = s->st[SQ_USAGE_ADD];
         sqlite3_bind_int64(st, 1, m->user_id);
@@ -1678,6 +1713,43 @@ static int sq_msg_dynamic(struct sq *s, enum sq_msg_filter f, int with_blob, con
     return MH_OK;
 }
 
+/* One row of SQ_MSG_COLS (and the blob in column 21 when with_blob) as a record, borrowed from st. */
+static void sq_msg_row(sqlite3_stmt *st, int with_blob, struct mh_msg_rec *m)
+{
+    *m = (struct mh_msg_rec){
+        .struct_size = sizeof *m,
+        .id = sqlite3_column_int64(st, 0),
+        .user_id = sqlite3_column_int64(st, 1),
+        .account_id = sqlite3_column_int64(st, 2),
+        .folder_id = sqlite3_column_int64(st, 3),
+        .folder = sq_col_text(st, 4),
+        .uid = (uint32_t)sq_col_u64(st, 5),
+        .modseq = sq_col_u64(st, 6),
+        .source_id = sq_col_text(st, 7),
+        .size = sq_col_u64(st, 8),
+        .flags = sq_col_text(st, 10),
+        .internal_date = sqlite3_column_int64(st, 11),
+        .date = sqlite3_column_int64(st, 12),
+        .from = sq_col_text(st, 13),
+        .to = sq_col_text(st, 14),
+        .cc = sq_col_text(st, 15),
+        .subject = sq_col_text(st, 16),
+        .message_id = sq_col_text(st, 17),
+        .stored = sqlite3_column_int64(st, 18),
+        .attachments = sq_col_text(st, 19),
+        .source_gone = sqlite3_column_int(st, 20) != 0,
+    };
+    const void *sha = sqlite3_column_blob(st, 9);
+    if (sha != NULL && sqlite3_column_bytes(st, 9) == 32)
+        memcpy(m->sha256, sha, 32);
+    if (with_blob) {
+        m->blob = sqlite3_column_blob(st, 21);
+        m->blob_len = (size_t)sqlite3_column_bytes(st, 21);
+        if (m->blob == NULL)
+            m->blob = ""; /* an empty blob is still a blob */
+    }
+}
+
 static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb cb, void *arg)
 {
     struct sq *s = state;
@@ -1720,38 +1792,8 @@ static int sq_msg_list(void *state, const struct mh_msg_query *q, mh_msg_each_cb
     sqlite3_bind_int64(st, 6, q->folder_id > 0 ? q->folder_id : 0);
     int rc = MH_OK, src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        struct mh_msg_rec m = {
-            .struct_size = sizeof m,
-            .id = sqlite3_column_int64(st, 0),
-            .user_id = sqlite3_column_int64(st, 1),
-            .account_id = sqlite3_column_int64(st, 2),
-            .folder_id = sqlite3_column_int64(st, 3),
-            .folder = sq_col_text(st, 4),
-            .uid = (uint32_t)sq_col_u64(st, 5),
-            .modseq = sq_col_u64(st, 6),
-            .source_id = sq_col_text(st, 7),
-            .size = sq_col_u64(st, 8),
-            .flags = sq_col_text(st, 10),
-            .internal_date = sqlite3_column_int64(st, 11),
-            .date = sqlite3_column_int64(st, 12),
-            .from = sq_col_text(st, 13),
-            .to = sq_col_text(st, 14),
-            .cc = sq_col_text(st, 15),
-            .subject = sq_col_text(st, 16),
-            .message_id = sq_col_text(st, 17),
-            .stored = sqlite3_column_int64(st, 18),
-            .attachments = sq_col_text(st, 19),
-            .source_gone = sqlite3_column_int(st, 20) != 0,
-        };
-        const void *sha = sqlite3_column_blob(st, 9);
-        if (sha != NULL && sqlite3_column_bytes(st, 9) == 32)
-            memcpy(m.sha256, sha, 32);
-        if (with_blob) {
-            m.blob = sqlite3_column_blob(st, 21);
-            m.blob_len = (size_t)sqlite3_column_bytes(st, 21);
-            if (m.blob == NULL)
-                m.blob = ""; /* an empty blob is still a blob */
-        }
+        struct mh_msg_rec m;
+        sq_msg_row(st, with_blob, &m);
         if (cb != NULL && cb(arg, &m) != 0)
             break;
     }
@@ -2206,6 +2248,86 @@ static int sq_user_pref_put(void *state, int64_t user_id, const char *key, const
     return rc;
 }
 
+/* ------------------------------------------- deferred analysis (1.3) */
+
+static int sq_index_pending_list(void *state, int64_t after_id, uint32_t limit, mh_msg_each_cb cb, void *arg)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    sqlite3_stmt *tmp, *st = sq_take(s, s->st[SQ_QUEUE_LIST], &tmp);
+    if (st == NULL)
+        return MH_ERR;
+    sqlite3_bind_int64(st, 1, after_id > 0 ? after_id : 0);
+    sqlite3_bind_int64(st, 2, limit > 0 ? (sqlite3_int64)limit : -1);
+    int rc = MH_OK, src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mh_msg_rec m;
+        sq_msg_row(st, 1, &m);
+        m.index_pending = 1;
+        if (cb != NULL && cb(arg, &m) != 0)
+            break;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = sq_fail(s, src, "reading the analysis queue");
+    sq_give(st, tmp);
+    return rc;
+}
+
+static int sq_msg_index(void *state, int64_t id, const char *search_terms, const char *attachments)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    int rc = sq_begin(s);
+    if (rc != MH_OK)
+        return rc;
+    sqlite3_stmt *st = s->st[SQ_QUEUE_DEL];
+    sqlite3_bind_int64(st, 1, id);
+    rc = sq_step_write(s, st, "taking a message off the analysis queue");
+    if (rc != MH_OK)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return MH_ENOTFOUND;
+    if (attachments != NULL) {
+        st = s->st[SQ_MSG_SET_ATT];
+        sqlite3_bind_int64(st, 1, id);
+        sq_bind_text(st, 2, attachments);
+        rc = sq_step_write(s, st, "recording attachments");
+    }
+    if (rc == MH_OK && search_terms != NULL && search_terms[0] != '\0') {
+        st = s->st[SQ_SEARCH_INS];
+        sqlite3_bind_int64(st, 1, id);
+        sq_bind_text(st, 2, search_terms);
+        rc = sq_step_write(s, st, "indexing a message");
+    }
+    if (rc != MH_OK) {
+        sq_abort(s); /* the message is off the queue but not indexed: keep neither */
+        return rc;
+    }
+    s->writes++;
+    return MH_OK;
+}
+
+static int sq_index_pending_count(void *state, int64_t user_id, uint64_t *count_out)
+{
+    struct sq *s = state;
+    if (sq_not_open(s))
+        return MH_ERR;
+    if (count_out == NULL)
+        return MH_EINVAL;
+    sqlite3_stmt *st = s->st[user_id > 0 ? SQ_QUEUE_COUNT : SQ_QUEUE_COUNT_ALL];
+    if (user_id > 0)
+        sqlite3_bind_int64(st, 1, user_id);
+    int src = sqlite3_step(st), rc = MH_OK;
+    *count_out = src == SQLITE_ROW ? sq_col_u64(st, 0) : 0;
+    if (src != SQLITE_ROW)
+        rc = sq_fail(s, src, "counting the analysis queue");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
 /* ------------------------------------------------------ usage, quota */
 
 static int sq_usage(void *state, int64_t user_id, uint64_t *bytes_out, uint64_t *count_out)
@@ -2363,6 +2485,9 @@ static const struct mh_store_ops sq_ops = {
     .job_prune = sq_job_prune,
     .user_pref_get = sq_user_pref_get,
     .user_pref_put = sq_user_pref_put,
+    .index_pending_list = sq_index_pending_list,
+    .msg_index = sq_msg_index,
+    .index_pending_count = sq_index_pending_count,
 };
 
 MH_PLUGIN_DEFINE(sqlite, .kind = MH_KIND_STORE, .name = "sqlite", .version = "1.2.0",

@@ -55,7 +55,7 @@ extern "C" {
 /* ------------------------------------------------------------------ ABI */
 
 #define MH_ABI_MAJOR 1
-#define MH_ABI_MINOR 2
+#define MH_ABI_MINOR 3
 /** The value a plugin stores in mh_plugin.abi_version. */
 #define MH_ABI_VERSION (((uint32_t)MH_ABI_MAJOR << 16) | (uint32_t)MH_ABI_MINOR)
 #define MH_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)

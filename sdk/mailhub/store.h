@@ -31,7 +31,9 @@
  *
  * Since SDK 1.1 (the store interface of 1.0 is no longer accepted): all ops
  * up to and including quota_history are mandatory except close, flush and
- * has_source_id.
+ * has_source_id.  The 1.2 ops (sync state, search, the outbox, preferences)
+ * and the 1.3 ops (deferred analysis) come as a group each: a store has all
+ * of a group or none.
  */
 #ifndef MAILHUB_STORE_H
 #define MAILHUB_STORE_H
@@ -123,6 +125,10 @@ struct mh_msg_rec {
                                 terms (keyed hashes made by the core; never plaintext), or NULL */
     const char *attachments; /* JSON array of {"name","type","size"}, or NULL */
     int source_gone;         /* 1: removed at the source (the hub keeps its copy) */
+    /* since 1.3: */
+    int index_pending;       /* put: 1 = the core analyses the body later (search_terms and
+                                attachments are NULL now; msg_index() sets them): the store
+                                keeps the id in its queue for index_pending_list() */
 };
 
 /** What msg_list returns: always one user's messages, ascending by id. */
@@ -343,6 +349,25 @@ struct mh_store_ops {
     int (*user_pref_get)(void *state, int64_t user_id, const char *key, char **value_out);
     /** Set (value NULL: delete) a preference: MH_OK or MH_ENOTFOUND for an unknown user. */
     int (*user_pref_put)(void *state, int64_t user_id, const char *key, const char *value);
+
+    /* ---- since 1.3: deferred analysis (a store without them gets every message analysed on put) ---- */
+
+    /**
+     * Messages put with index_pending 1 and not indexed since, of every user,
+     * with id > after_id, ascending by id, at most `limit` (0: no limit),
+     * with their blobs (id, user_id, account_id, size and blob are what the
+     * core needs).  A message deleted meanwhile is no longer listed.
+     */
+    int (*index_pending_list)(void *state, int64_t after_id, uint32_t limit, mh_msg_each_cb cb, void *arg);
+    /**
+     * Finish a pending message: set its attachments (NULL: none), add its
+     * search_terms (NULL or "": none) to the search index, and take it off
+     * the queue.  MH_OK, or MH_ENOTFOUND when the message is not pending
+     * (deleted, or indexed already).  Part of the batch: kept at the next flush.
+     */
+    int (*msg_index)(void *state, int64_t id, const char *search_terms, const char *attachments);
+    /** How many of user_id's messages (0: of every user) are still pending. */
+    int (*index_pending_count)(void *state, int64_t user_id, uint64_t *count_out);
 };
 
 #ifdef __cplusplus

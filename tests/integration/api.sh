@@ -382,6 +382,11 @@ expect "upload the search test mbox" 201 - POST "/imports?account=searchbox&fold
     --data-binary "@$T/search.mbox"
 SACC=$(jget 'd["id"]')
 check "the import stores the 4 search messages" wait_for 20 stored "$SACC" 4
+# Stored first, analysed (words, attachments) once the store is idle: "pending" counts what is not yet.
+analysed() {
+    [ "$(api GET "/search?q=anything" "$ALICE")" = 200 ] && [ "$(jget 'd["pending"]')" = 0 ]
+}
+check "the search index catches up with the import (pending 0)" wait_for 20 analysed
 # found Q [ARGS]: GET /search?q=Q as alice; prints the message ids of the answer (space-separated)
 found() {
     _q=$("$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1")

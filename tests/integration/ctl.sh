@@ -224,6 +224,11 @@ expect_rc "another user's message is not found" 1 "$CTL" --token "$TOK_B" messag
 check "... with not_found" grep -q '(not_found)$' "$T/err"
 
 # ---- search ----------------------------------------------------------------
+# The hub stores mail first and analyses it (words, attachments) once its store is idle.
+analysed() {
+    "$CTL" --json search body >"$T/pend" 2>/dev/null && grep -Eq '"pending": *0($|[,}])' "$T/pend"
+}
+check "search --json reports pending, and the index catches up with the import" wait_for 30 analysed
 # every third message has the subject "你好 世界 N" (RFC 2047); every body says "body of message N"
 expect_rc "search a Chinese word" 0 "$CTL" -q search 你好
 check "... finds the 13 messages that have it" [ "$(($(wc -l <"$T/out") - 1))" -eq 13 ]

@@ -207,6 +207,24 @@ check "bob's export after the crash is byte-exact" cmp -s "$T/want-b.shas" "$T/g
 "$CTL" --token "$BOB" verify >/dev/null 2>&1
 check "verify passes after the crash" [ $? -eq 0 ]
 check "alice's mail is untouched by the crash" stored_is "$ALICE" "$ALICE_ID" "$UNIQUE"
+# Mail is stored first and analysed (search terms, attachments) from a queue in the store: the crash
+# left part of it queued; after the restart the queue drains, and each message is indexed exactly once.
+bob_analysed() {
+    [ "$(curl -sf -H "Authorization: Bearer $BOB" "$BASE/search?q=zzzz" |
+        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["pending"])')" = 0 ]
+}
+check "after the crash the analysis queue drains (search: pending 0)" wait_for 120 bob_analysed
+check "every one of bob's messages is in the search index exactly once" [ "$("$PY" - "$DATA/hub.db" "$BOB_ID" <<'PYEOF'
+import sqlite3, sys
+c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+u = int(sys.argv[2])
+rows = c.execute("SELECT count(*) FROM msg_search AS s JOIN messages AS m ON m.id = s.rowid"
+                 " WHERE m.user_id = ?", (u,)).fetchone()[0]
+msgs = c.execute("SELECT count(*) FROM messages WHERE user_id = ?", (u,)).fetchone()[0]
+queued = c.execute("SELECT count(*) FROM index_queue").fetchone()[0]
+print(rows, msgs, queued)
+PYEOF
+)" = "$B_UNIQUE $B_UNIQUE 0" ]
 
 # ------------------------------------------ a damaged blob is found by verify
 kill -TERM "$DAEMON_PID"

@@ -183,12 +183,12 @@ static void test_schema_and_mode(void **state)
         assert_int_equal(st.st_mode & 0777, 0600);
     }
     assert_int_equal(query_int(f->db, "PRAGMA user_version"), SQ_SCHEMA_VERSION);
-    assert_int_equal(SQ_SCHEMA_VERSION, 3);
+    assert_int_equal(SQ_SCHEMA_VERSION, 4);
     assert_int_equal(query_int(f->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                                "('meta','users','tokens','accounts','folders','messages','usage','quota',"
-                               "'quota_log','sync_state','msg_search')"),
-                     11);
+                               "'quota_log','sync_state','msg_search','index_queue')"),
+                     12);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'messages_v3'"), 0);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'quota_events'"), 0);
     assert_int_equal(query_int(f->db, "PRAGMA page_size"), SQ_PAGE_SIZE);
@@ -206,11 +206,11 @@ static void test_schema_and_mode(void **state)
     assert_int_equal(sq_query_int(sq, "PRAGMA synchronous"), 1); /* NORMAL */
     assert_int_equal(sq_query_int(sq, "PRAGMA cache_size"), -16384);
     /* Opening again does not migrate again. */
-    assert_int_equal(log_count(f, "schema migrated"), 3);
+    assert_int_equal(log_count(f, "schema migrated"), 4);
     OPS->close(f->st);
     assert_int_equal(OPS->open(f->st), MH_OK);
-    assert_int_equal(log_count(f, "schema migrated"), 3);
-    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(log_count(f, "schema migrated"), 4);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM messages"), 1);
 }
 
@@ -242,7 +242,7 @@ static void test_migrate_empty_v1(void **state)
     make_v1(f->db, 0);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'quota_events'"), 1);
     assert_int_equal(open_with(f, NULL), MH_OK);
-    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(log_count(f, "schema migrated to version 2"), 1);
     assert_int_equal(log_count(f, "schema migrated to version 1"), 0);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name IN ('quota_events',"
@@ -256,7 +256,7 @@ static void test_migrate_empty_v1(void **state)
     assert_int_equal(query_int(f->db, "SELECT bytes FROM usage"), 103);
 }
 
-/* A database of SDK 1.1 (schema 2) with mail in it: migrated to 3 without losing a byte or a counter. */
+/* A database of SDK 1.1 (schema 2) with mail in it: migrated to 3 and 4 without losing a byte or a counter. */
 static void test_migrate_v2_with_data(void **state)
 {
     struct fx *f = *state;
@@ -273,8 +273,11 @@ static void test_migrate_v2_with_data(void **state)
                     "  (42, 4, 9, 3, 2, 2, 'mid:b', 4, x'bb', NULL, 'two', 6, x'04050607');"
                     "INSERT INTO usage (user_id, bytes, count) VALUES (4, 7, 2);");
     assert_int_equal(open_with(f, NULL), MH_OK);
-    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(log_count(f, "schema migrated to version 3"), 1);
+    assert_int_equal(log_count(f, "schema migrated to version 4"), 1);
+    /* mail stored before 1.3 was analysed on arrival: none of it is queued */
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM index_queue"), 0);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM messages"), 2);
     assert_int_equal(query_int(f->db, "SELECT sum(length(blob)) FROM messages"), 7);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM messages WHERE id = 42 AND subject = 'two'"
@@ -558,8 +561,13 @@ static void test_query_plans(void **state)
     /* SDK 1.2: re-keying finds a message by content; listing a folder walks it in UID order */
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_MSG_CONTENT], "USING INDEX messages_content (folder_id=? AND sha256=?)"), 1);
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_SOURCE_LIST], "TEMP B-TREE"), 0);
+    /* SDK 1.3: the analysis queue is walked in id order and joined to messages by id */
+    assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_LIST], "SEARCH q USING INTEGER PRIMARY KEY (rowid>?)"), 1);
+    assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_LIST], "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)"), 1);
+    assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_LIST], "TEMP B-TREE"), 0);
+    assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_COUNT], "index_queue_user"), 1);
     for (int i = 0; i < SQ_N_STMTS; i++)
-        if (i != SQ_USER_LIST && i != SQ_ACC_LIST_ALL && i != SQ_ACC_BY_NAME_ANY)
+        if (i != SQ_USER_LIST && i != SQ_ACC_LIST_ALL && i != SQ_ACC_BY_NAME_ANY && i != SQ_QUEUE_COUNT_ALL)
             /* (an INSERT ... SELECT of one constant row reads no table) */
             assert_int_equal(plan_has(c, sq_stmt_sql[i], "SCAN") - plan_has(c, sq_stmt_sql[i], "SCAN CONSTANT ROW"),
                              0);
