@@ -103,6 +103,7 @@ struct icmd {
 
 struct ifolder {
     struct imap *im;
+    int budget_logged; /* told once that the server's IDLE budget (server_idle_max) is spent */
     char *name;    /* hub name: UTF-8, '/' separated */
     char *raw;     /* the server's name, for commands */
     char *special; /* "\Sent"... or NULL */
@@ -145,6 +146,7 @@ struct iconn {
     struct icmd *cmds, *cmds_tail;
     int bye;
     int logout_sent;
+    struct server_use *server; /* IDLE connections: counted in the server's budget */
 
     /* the folder selected, and what EXAMINE told */
     struct ifolder *sel;
@@ -203,7 +205,7 @@ struct imap {
     char *login_options;
     char **exclude, **watch;
     size_t n_exclude, n_watch;
-    int64_t max_conns, fetch_batch;
+    int64_t max_conns, fetch_batch, server_idle_max;
     double poll_interval, idle_restart, timeout;
 
     /* run state */
@@ -271,6 +273,10 @@ static const struct mh_option imap_options[] = {
      NULL, 0, 0},
     {"watch", MH_OPT_STRLIST, NULL, 0, "folders to IDLE on besides INBOX", NULL, 0, 0},
     {"max_connections", MH_OPT_INT, "3", 0, "connections at most: one to sync, the others IDLE", NULL, 1, 50},
+    {"server_idle_max", MH_OPT_INT, "0", 0,
+     "IDLE connections at most to this server (host:port) from all imap accounts of the daemon together "
+     "(0: no limit); folders beyond it are polled",
+     NULL, 0, 100000},
     {"poll_interval", MH_OPT_DURATION, "5m", 0, "re-sync interval (the only one without IDLE)", NULL, 1000,
      86400000},
     {"idle_restart", MH_OPT_DURATION, "25m", 0, "re-issue IDLE this often", NULL, 1000, 86400000},
@@ -285,6 +291,7 @@ static void pass_start(struct imap *im);
 static void pass_fail(struct imap *im, int rc, const char *fmt, ...) MH_PRINTF(3, 4);
 static void folder_next(struct imap *im);
 static void conn_free(struct iconn **cp);
+static void server_release(struct iconn *c);
 static void idle_open(struct imap *im, struct ifolder *f);
 static void idle_enter(struct iconn *c);
 static void maybe_stopped(struct imap *im);
@@ -526,6 +533,7 @@ static void conn_free(struct iconn **cp)
     if (c == NULL)
         return;
     *cp = NULL;
+    server_release(c);
     nc_close(&c->nc);
     mh_timer_del(c->im->ctx, &c->restart);
     while (c->cmds != NULL) {
@@ -540,6 +548,65 @@ static void conn_free(struct iconn **cp)
     }
     imap_parser_free(c->parser);
     mh_free(c);
+}
+
+/*
+ * The IDLE connections open to each server (host:port), from every imap
+ * instance of the daemon: accounts on one server share its budget
+ * (server_idle_max).  Instances all run on the loop thread.
+ */
+struct server_use {
+    char *key;
+    int64_t idle;
+    struct server_use *next;
+};
+static struct server_use *servers;
+
+static struct server_use *server_of(const struct imap *im, int create)
+{
+    char key[512];
+    int port = im->port > 0 ? im->port : im->tls == NC_TLS_IMPLICIT ? 993 : 143;
+    snprintf(key, sizeof key, "%s:%d", im->host, port);
+    for (char *k = key; *k; k++)
+        if (*k >= 'A' && *k <= 'Z')
+            *k = (char)(*k - 'A' + 'a');
+    for (struct server_use *u = servers; u; u = u->next)
+        if (strcmp(u->key, key) == 0)
+            return u;
+    if (!create)
+        return NULL;
+    struct server_use *u = mh_calloc(1, sizeof *u);
+    if (u == NULL || (u->key = mh_strdup(key)) == NULL) {
+        mh_free(u);
+        return NULL;
+    }
+    u->next = servers;
+    servers = u;
+    return u;
+}
+
+/* Forget a server no IDLE connection uses. */
+static void server_drop_unused(struct server_use *u)
+{
+    if (u == NULL || u->idle > 0)
+        return;
+    for (struct server_use **p = &servers; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            mh_free(u->key);
+            mh_free(u);
+            return;
+        }
+}
+
+static void server_release(struct iconn *c)
+{
+    struct server_use *u = c->server;
+    if (u == NULL)
+        return;
+    c->server = NULL;
+    u->idle--;
+    server_drop_unused(u);
 }
 
 static int resp_cb(void *arg, const struct imap_resp *r);
@@ -2140,7 +2207,22 @@ static void idle_open(struct imap *im, struct ifolder *f)
                      f->name, im->max_conns);
         return;
     }
+    struct server_use *u = server_of(im, 1);
+    if (u != NULL && im->server_idle_max > 0 && u->idle >= im->server_idle_max) {
+        if (!f->budget_logged)
+            mh_log_info(im->ctx, "%s: no IDLE on %s: %" PRId64 " IDLE connections to %s are open already "
+                        "(server_idle_max); the folder is synced every poll_interval instead", im->host, f->name,
+                        u->idle, u->key);
+        f->budget_logged = 1;
+        return;
+    }
     f->idle = conn_open(im, ROLE_IDLE, f);
+    if (f->idle != NULL && u != NULL) {
+        u->idle++;
+        f->idle->server = u;
+    } else {
+        server_drop_unused(u); /* the entry was made for nothing */
+    }
     if (f->idle == NULL) {
         f->idle_backoff = f->idle_backoff <= 0 ? 1.0 : f->idle_backoff * 2;
         if (f->idle_backoff > IMAP_BACKOFF_MAX)
@@ -2406,6 +2488,7 @@ static int imap_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
     im->exclude = copy_list(cfg, "folders_exclude", &im->n_exclude);
     im->watch = copy_list(cfg, "watch", &im->n_watch);
     im->max_conns = mh_cfg_int(cfg, "max_connections");
+    im->server_idle_max = mh_cfg_int(cfg, "server_idle_max");
     if (im->max_conns < 1)
         im->max_conns = 1;
     im->fetch_batch = mh_cfg_int(cfg, "fetch_batch");

@@ -383,5 +383,58 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 check "mailhubd stops cleanly on SIGTERM" [ $? -eq 0 ]
 DAEMON_PID=""
+
+# ------------------------------------- a connection budget per server
+# Two accounts on the same server (tina's mailbox, linked twice), each wanting IDLE on INBOX and Sent
+# (max_connections 3: one to sync and two IDLE): with server_idle_max 3 the daemon holds 3 IDLE
+# connections to Dovecot in all, not 4, and says which folder goes without.  Counted from the kernel's
+# table of TCP connections (/proc/net/tcp*), where the mailhubd of this section is the only client.
+cat >"$T/budget.yaml" <<YAML
+daemon:
+  data_dir: $T/budget-data
+plugins:
+  path: [$top_builddir/plugins]
+store:
+  plugin: sqlite
+  options: {path: hub.db}
+providers:
+YAML
+for n in one two; do
+    cat >>"$T/budget.yaml" <<YAML
+  budget-$n:
+    plugin: imap
+    user: admin
+    options: {host: 127.0.0.1, port: $DOVECOT_IMAP_PORT, tls: none, username: tina, password: tina-secret-1,
+              watch: [Sent], max_connections: 3, server_idle_max: 3}
+YAML
+done
+imap_conns() { # established client connections to Dovecot's IMAP port
+    "$PY" - "$DOVECOT_IMAP_PORT" <<'PYEOF'
+import sys
+port = "%04X" % int(sys.argv[1])
+n = 0
+for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(f).read().splitlines()[1:]
+    except OSError:
+        continue
+    for l in lines:
+        fld = l.split()
+        if fld[2].rsplit(":", 1)[1] == port and fld[3] == "01":
+            n += 1
+print(n)
+PYEOF
+}
+"$MAILHUBD" -c "$T/budget.yaml" 2>"$T/budget.log" &
+BUDGET_PID=$!
+both_idle() { [ "$(grep -c 'sync pass done' "$T/budget.log")" -ge 2 ] && grep -q 'server_idle_max' "$T/budget.log"; }
+check "two accounts on one server: both synced, and one is told the server's IDLE budget is spent" \
+    wait_secs 60 both_idle
+sleep 2
+check "the daemon holds 2 sync + 3 IDLE connections to the server, not 2 + 4 ($(imap_conns))" [ "$(imap_conns)" -eq 5 ]
+check "the log names the folder that is polled instead" grep -q 'no IDLE on .*server_idle_max' "$T/budget.log"
+kill -TERM "$BUDGET_PID"
+wait "$BUDGET_PID"
+check "that mailhubd stops cleanly too" [ $? -eq 0 ]
 if [ "$FAILS" -ne 0 ]; then tail -40 "$T/log1" "$T/log2" 2>/dev/null; fi
 finish
