@@ -55,6 +55,7 @@
 #define POP3_MSG_MAX ((uint64_t)256 << 20)       /* a larger message is skipped */
 #define POP3_LIST_MAX 5000000                    /* listing entries accepted */
 #define POP3_BACKOFF_MAX 300.0
+#define POP3_KNOWN_TTL 3600.0 /* a pass reads the stored list again at least this often */
 #define POP3_PROGRESS_EVERY 10.0
 #define POP3_CHUNK_MAX (900u << 10) /* bytes of one "seen.<i>" state value */
 
@@ -133,6 +134,8 @@ struct pop3 {
     int own_login;       /* this session: we send USER/PASS (curl did not log in) */
     int no_own_login;    /* netconn cannot connect without logging in */
     struct strmap known; /* source ids stored (value: 1 gone) */
+    int known_keep;      /* known is kept from the last pass (which ended well), with its puts */
+    double known_at;     /* when it was last read from the store */
     int known_ok;        /* the store gave the list (else: fetch everything, the store dedups) */
 
     /* the maildrop */
@@ -403,7 +406,8 @@ static void pass_reset(struct pop3 *p)
     p->retr_inflight = 0;
     p->retr_failed = p->retr_oversize = 0;
     p->len = 0;
-    map_clear(&p->known);
+    if (!p->known_keep)
+        map_clear(&p->known);
     map_clear(&p->server);
     p->known_ready = p->known_ok = 0;
 }
@@ -437,6 +441,7 @@ static void pass_fail(struct pop3 *p, const char *fmt, ...)
         return;
     p->gen++; /* puts still in flight belong to a dead pass */
     p->phase = PH_ERROR;
+    p->known_keep = 0; /* read the store again: the failed pass may have left it unlike the map */
     double delay = p->backoff;
     p->backoff = p->backoff * 2 > POP3_BACKOFF_MAX ? POP3_BACKOFF_MAX : p->backoff * 2;
     schedule(p, delay);
@@ -500,6 +505,9 @@ static int send_login(struct pop3 *p, const char *verb, const char *arg)
 static void pass_done(struct pop3 *p)
 {
     int first = !p->synced;
+    /* What the store holds is the map as this pass left it (its puts, its gone marks): the next pass
+     * starts from it instead of reading the whole list again, for at most POP3_KNOWN_TTL. */
+    p->known_keep = p->known_ok && mh_now(p->ctx) - p->known_at < POP3_KNOWN_TTL;
     double secs = mh_now(p->ctx) - p->pass_started;
     p->phase = PH_IDLE;
     p->backoff = 1;
@@ -737,6 +745,23 @@ static void begin_dialogue(struct pop3 *p)
     send_cmd(p, POP3_LINES, "CAPA\r\n");
 }
 
+/* 1 when the store holds every message UIDL listed (a re-sync with nothing new). */
+static int all_known(struct pop3 *p)
+{
+    if (!p->known_ok)
+        return 0;
+    for (size_t i = 0; i < p->n_entries; i++) {
+        const struct entry *e = &p->entries[i];
+        char sid[POP3_UIDL_MAX + 8];
+        if (e->uid == NULL)
+            return 0;
+        int n = snprintf(sid, sizeof sid, "uidl:%s", e->uid);
+        if (map_find(&p->known, sid, (size_t)n) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
 static int entry_cmp(const void *a, const void *b)
 {
     const struct entry *x = a, *y = b;
@@ -904,8 +929,10 @@ static void reconcile(struct pop3 *p)
             int rc = mh_store_mark_gone(p->ctx, p->folder, sid, NULL, NULL);
             if (rc != MH_PENDING) {
                 mh_log_warn(p->ctx, "%s: cannot mark %s gone: %s", p->label, sid, rc_text(rc));
+                p->known_ok = 0; /* read the list again next time */
                 break;
             }
+            p->known.vals[i] = 1;
             p->pass_gone++;
         }
     }
@@ -970,6 +997,8 @@ static void put_cb(void *arg, int rc, const struct mh_message_ref *ref)
         p->done++;
         if (rc == MH_OK) {
             p->entries[u->entry].flags |= E_STORED;
+            if (p->known_ok && map_put(&p->known, u->sid, strlen(u->sid), 0) != 0)
+                p->known_ok = 0; /* out of memory: the next pass reads the list again */
             if (ref != NULL && ref->duplicate)
                 p->pass_dups++;
             else
@@ -1246,6 +1275,11 @@ static int on_done(void *arg, enum pop3_kind kind, int ok)
     case PH_UIDL:
         if (p->have_uidl)
             entries_sort(p);
+        if (p->have_uidl && all_known(p)) {
+            /* nothing to fetch: the sizes LIST would give are not needed */
+            plan(p);
+            break;
+        }
         p->phase = PH_LIST;
         send_cmd(p, POP3_LINES, "LIST\r\n");
         break;
@@ -1383,9 +1417,19 @@ static void pass_start(struct pop3 *p)
         return;
     }
 
-    /* What the store holds, and (once) the state. */
-    int rc = mh_store_source_list(p->ctx, p->folder, known_cb, p);
-    if (rc == MH_PENDING) {
+    /* What the store holds (unless the last pass left it known), and (once) the state. */
+    int rc = MH_OK;
+    if (p->known_keep) {
+        p->known_ready = p->known_ok = 1;
+    } else {
+        map_clear(&p->known);
+        p->known_at = mh_now(p->ctx);
+        rc = mh_store_source_list(p->ctx, p->folder, known_cb, p);
+    }
+    p->known_keep = 0;
+    if (rc == MH_OK) {
+        /* known already */
+    } else if (rc == MH_PENDING) {
         p->busy++;
     } else {
         if (rc != MH_ENOTSUP) {

@@ -291,7 +291,8 @@ static const struct sq_migration sq_migrations[] = {
      NULL},
     /* 4: SDK 1.3.  The queue of messages whose body the core analyses after
      * the import (search terms, attachments): a table of its own, so that the
-     * messages table (blob last) is not rebuilt. */
+     * messages table (blob last) is not rebuilt; and a covering index for
+     * source_list. */
     {("CREATE TABLE index_queue ("
       "  id INTEGER PRIMARY KEY,"
       "  user_id INTEGER NOT NULL);"
@@ -301,7 +302,11 @@ static const struct sq_migration sq_migrations[] = {
       "END;"
       "CREATE TRIGGER messages_requeue AFTER UPDATE OF user_id ON messages BEGIN"
       "  UPDATE index_queue SET user_id = NEW.user_id WHERE id = NEW.id;"
-      "END;"),
+      "END;"
+      /* source_list reads a folder's identities without walking the rows (and their blobs' first
+       * pages): a re-sync of a POP3 mailbox or of an IMAP folder without CONDSTORE lists them all */
+      "CREATE INDEX messages_source_list ON messages (folder_id, uid, source_id, flags, source_gone)"
+      "  WHERE source_id IS NOT NULL;"),
      NULL},
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))

@@ -561,6 +561,7 @@ static void test_query_plans(void **state)
     /* SDK 1.2: re-keying finds a message by content; listing a folder walks it in UID order */
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_MSG_CONTENT], "USING INDEX messages_content (folder_id=? AND sha256=?)"), 1);
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_SOURCE_LIST], "TEMP B-TREE"), 0);
+    assert_int_equal(plan_has(c, sq_stmt_sql[SQ_SOURCE_LIST], "USING COVERING INDEX messages_source_list"), 1);
     /* SDK 1.3: the analysis queue is walked in id order and joined to messages by id */
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_LIST], "SEARCH q USING INTEGER PRIMARY KEY (rowid>?)"), 1);
     assert_int_equal(plan_has(c, sq_stmt_sql[SQ_QUEUE_LIST], "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)"), 1);
