@@ -4,22 +4,36 @@
 # next to mpop.  Run by hand; not part of `make check`.  See bench/README.md.
 #
 #   bench/imap.sh [--proto imap|pop3] [--build DIR] [--count N] [--seed S] [--new K]
-#                 [--variants "plain tls rtt"] [--rtt MS] [--no-ref] [--keep]
+#                 [--variants "plain tls rtt rtt-tls"] [--rtt MS] [--no-ref] [--keep]
 #
 # It starts Dovecot (tests/peers/dovecot.sh), fills one mailbox with N
 # generated messages (tests/tools/fill_maildir.py: the realistic mix, several
 # folders for IMAP, the INBOX for POP3), and for each variant (plain: no TLS;
 # tls: implicit TLS with the test CA; rtt: plain through tests/tools/cutproxy.py
-# adding MS ms of round trip; rtt-tls: both) and each client (mailhubd, then
-# the reference: mbsync / mpop) times three runs:
-#   fresh   a full import into an empty store (or Maildir)
-#   same    a re-sync with nothing new (a restart of mailhubd / a new run of the tool)
-#   new     a re-sync after K new messages were appended to the INBOX
-# and prints wall seconds, msgs/s and MB/s (of the messages transferred, MB =
+# adding MS ms of round trip; rtt-tls: both) times, for mailhubd:
+#   fresh           a full import into an empty store; the daemon keeps running
+#   fresh, indexed  the same, until the search index has caught up as well (the
+#                   hub stores mail first and analyses bodies once its store is idle)
+#   same (warm)     on that running daemon, a sync pass with nothing new, asked
+#                   for with POST /api/v1/accounts/{id}/sync (bench/resync.py)
+#   new (warm)      the same after K new messages were appended to the INBOX
+#   same (restart)  mailhubd started again on the same data directory, nothing new
+#                   (the K were expunged and the running daemon caught up, untimed)
+#   new (restart)   the same after the K messages were appended again (new UIDs)
+# and for the reference (mbsync / mpop, a one-shot tool: every run of it
+# includes its start and login, like the restart runs of mailhubd):
+#   fresh, same, new  a full copy into an empty Maildir, a run with nothing new,
+#                   a run after K new messages
+# It prints wall seconds, msgs/s and MB/s (of the messages transferred, MB =
 # 10^6 bytes), CPU seconds (user+sys; for mailhubd also per thread, on stderr),
-# peak RSS, and the ratio mailhub/reference of the wall times.  mailhubd runs with its sqlite store on a fresh data
-# directory; a run ends when the account holds every message and its provider
-# reports the pass done (progress state "idle" after an account.synced event).
+# peak RSS (the warm rows: the RSS after the pass), and the ratio
+# mailhub/reference of the wall times (warm and restart rows against the
+# tool's same/new).  mailhubd runs with its sqlite store on a fresh data
+# directory, without push (imap: max_connections 1, so no IDLE; both:
+# poll_interval 24h), so that only the POST starts a warm pass; a run ends
+# when the account holds every message and its provider reports the pass
+# done (an account.synced event; for the runs from a start also progress
+# state idle or polling).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +57,7 @@ while [ $# -gt 0 ]; do
     --rtt) rtt=$2; shift 2 ;;
     --no-ref) ref=0; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR == 1 { next } /^#/ { print; next } { exit }' "$0"; exit 0 ;;
     *) echo "usage: $0 [--proto imap|pop3] [--build DIR] [--count N] [--seed S] [--new K] [--variants \"plain tls rtt rtt-tls\"] [--rtt MS] [--no-ref] [--keep]" >&2; exit 2 ;;
     esac
 done
@@ -136,15 +150,33 @@ endpoint() {
 report() {
     awk -v name="$1" -v n="$2" -v b="$3" -v s="$4" -v cpu="$5" -v rss="$6" -v extra="$7" 'BEGIN {
         if (s <= 0) s = 0.001
-        printf "%-26s %6d msgs %7.1f MB %7.2f s %8.0f msgs/s %6.1f MB/s  cpu %6.2f s  peak RSS %6.1f MB  %s\n",
+        printf "%-32s %6d msgs %7.1f MB %7.3f s %8.0f msgs/s %6.1f MB/s  cpu %6.2f s  peak RSS %6.1f MB  %s\n",
             name, n, b / 1e6, s, n / s, b / 1e6 / s, cpu, rss, extra
     }'
 }
+# label PHASE: how a phase is printed
+label() {
+    case $1 in
+    same_warm) echo "same (warm)" ;; new_warm) echo "new (warm)" ;;
+    same_restart) echo "same (restart)" ;; new_restart) echo "new (restart)" ;;
+    fresh_indexed) echo "fresh, indexed" ;;
+    *) echo "$1" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- mailhubd
-# mh_run VARIANT PHASE EXPECT MSGS BYTES: one mailhubd run; prints a line and sets last_wall
+# No push, so that a warm pass starts only when the script asks for it: imap
+# IDLEs on INBOX (and would fetch the appended mail by itself) unless
+# max_connections is 1 (one connection, the one that syncs: no IDLE; status
+# "polling" instead of "idle"), and both providers poll every poll_interval
+# (24h, the longest allowed).  The sync pass itself is the same: it uses one
+# connection either way.
+if [ "$proto" = imap ]; then nopush="max_connections: 1, poll_interval: 24h"; else nopush="poll_interval: 24h"; fi
+
+# mh_run VARIANT PHASE EXPECT MSGS BYTES [keep]: one mailhubd run from its start; prints a
+# line and sets last_wall.  With "keep" the daemon goes on running (DPID; d, api) for mh_warm.
 mh_run() {
-    v=$1 phase=$2 expect=$3 msgs=$4 mbytes=$5
+    v=$1 phase=$2 expect=$3 msgs=$4 mbytes=$5 keepd=${6:-}
     endpoint "$v"
     d=$W/mh-$v
     [ "$phase" = fresh ] && rm -rf "$d"
@@ -152,7 +184,7 @@ mh_run() {
     api=$(free_port)
     ca=""
     [ "$tls" = implicit ] && ca=", ca_file: $DOVECOT_CA_FILE"
-    cat >"$W/mh-$v.yaml" <<EOF
+    cat >"$W/mh-$v.yaml" <<EOC
 daemon:
   data_dir: $d
   log_level: info
@@ -166,13 +198,13 @@ providers:
   bench:
     plugin: $proto
     user: admin
-    options: {host: 127.0.0.1, port: $port, tls: $tls, username: bench, password: bench-secret-1$ca}
+    options: {host: 127.0.0.1, port: $port, tls: $tls, username: bench, password: bench-secret-1$ca, $nopush}
 notifiers:
   events:
     plugin: log
     events: ["account.*"]
     options: {path: events.log}
-EOF
+EOC
     before=0
     [ -f "$d/events.log" ] && before=$(grep -c '"account.synced"' "$d/events.log" || true)
     log=$W/mh-$v-$phase.log
@@ -189,7 +221,7 @@ EOF
             "$PY" -c 'import json, sys
 a = [x for x in json.load(sys.stdin)["accounts"] if x["name"] == "bench"][0]
 n = sum(f.get("messages", 0) for f in a.get("folders") or [])
-sys.exit(0 if n == int(sys.argv[1]) and (a.get("progress") or {}).get("state") == "idle" else 1)' "$expect"; then
+sys.exit(0 if n == int(sys.argv[1]) and (a.get("progress") or {}).get("state") in ("idle", "polling") else 1)' "$expect"; then
             break
         fi
         sleep 0.05
@@ -201,12 +233,54 @@ sys.exit(0 if n == int(sys.argv[1]) and (a.get("progress") or {}).get("state") =
         c=$(cpu_of "$t/stat")
         if [ "$c" != 0.00 ]; then printf '%s=%ss ' "$(cat "$t/comm")" "$c"; fi
     done)
+    if [ -z "$keepd" ]; then mh_stop; fi
+    last_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    report "mailhub $v $(label "$phase")" "$msgs" "$mbytes" "$last_wall" "$cpu" "$hwm" ""
+    say "    mailhubd threads (cpu): $threads"
+    if [ -n "$keepd" ] && [ "$phase" = fresh ]; then
+        # The mail is stored (and acknowledged) first; the bodies are analysed for the search index
+        # and the attachment lists once the store is idle.  Also time until that has caught up:
+        # GET /search answers how many messages are still pending.
+        while :; do
+            p=$(curl -sf -H "Authorization: Bearer $tok" "http://127.0.0.1:$api/api/v1/search?q=zzzz" 2>/dev/null |
+                "$PY" -c 'import json, sys; print(json.load(sys.stdin).get("pending", 0))' 2>/dev/null || echo x)
+            [ "$p" = 0 ] && break
+            kill -0 "$DPID" 2>/dev/null || { say "mailhubd exited while indexing"; exit 1; }
+            sleep 0.05
+        done
+        t2=$(now)
+        cpu=$(cpu_of "/proc/$DPID/stat")
+        threads=$(for t in /proc/"$DPID"/task/*; do
+            c=$(cpu_of "$t/stat")
+            if [ "$c" != 0.00 ]; then printf '%s=%ss ' "$(cat "$t/comm")" "$c"; fi
+        done)
+        index_wall=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.3f", b - a }')
+        report "mailhub $v fresh, indexed" "$msgs" "$mbytes" "$index_wall" "$cpu" \
+            "$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$DPID/status")" "(search index complete)"
+        say "    mailhubd threads (cpu): $threads"
+    fi
+}
+mh_stop() {
     kill -TERM "$DPID"
     wait "$DPID" 2>/dev/null || true
     DPID=""
-    last_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    report "mailhub $v $phase" "$msgs" "$mbytes" "$last_wall" "$cpu" "$hwm" ""
-    say "    mailhubd threads (cpu): $threads"
+}
+# resync EXPECT [ARGS]: bench/resync.py on the running daemon: POST sync, wait for the pass
+resync() {
+    "$PY" "$top/bench/resync.py" --api "http://127.0.0.1:$api" --token-file "$d/admin.token" --account bench \
+        --events "$d/events.log" --pid "$DPID" --expect "$@"
+}
+# mh_warm VARIANT PHASE EXPECT MSGS BYTES: a sync pass of the running daemon, asked for
+# with the API and timed by bench/resync.py (from the POST to the account.synced line
+# and the count, polled every 2 ms); prints a line and sets last_wall
+mh_warm() {
+    v=$1 phase=$2 msgs=$4 mbytes=$5
+    out=$(resync "$3") || { say "bench/resync.py failed; the daemon's log:"; tail -20 "$W/mh-$v-fresh.log" >&2; exit 1; }
+    # shellcheck disable=SC2086 # four numbers
+    set -- $out
+    last_wall=$1
+    report "mailhub $v $(label "$phase")" "$msgs" "$mbytes" "$1" "$2" "$4" \
+        "(RSS now; cpu by schedstat $(awk -v c="$3" 'BEGIN { printf "%.1f ms", c * 1000 }'))"
 }
 
 # ---------------------------------------------------------------- references
@@ -279,35 +353,48 @@ EOF
 
 # ---------------------------------------------------------------- runs
 say "mailhubd: $mailhubd; work dir: $W; $(nproc) CPUs; variants: $variants; added RTT ${rtt} ms"
+# the K new messages (the same K each time: appended, synced, expunged again)
 first_new=1000000
+nb=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import fill_maildir
+print(sum(len(fill_maildir.make_message(int(sys.argv[2]), i)[0]) for i in range(int(sys.argv[3]), int(sys.argv[3]) + int(sys.argv[4]))))' \
+    "$TOOLS" "$seed" "$first_new" "$newk")
+# keep_wall PREFIX VARIANT SECONDS: sets w_<prefix>_<variant>, for the ratios
+keep_wall() { eval "w_$1_$(echo "$2" | tr - _)=$3"; }
 for v in $variants; do
     for who in mailhub ref; do
         [ "$who" = ref ] && [ "$ref" -eq 0 ] && continue
-        # fresh, then nothing new
         if [ "$who" = mailhub ]; then
-            mh_run "$v" fresh "$count" "$count" "$bytes"
-            eval "w_mh_fresh_$(echo "$v" | tr - _)=$last_wall"
-            mh_run "$v" same "$count" 0 0
-            eval "w_mh_same_$(echo "$v" | tr - _)=$last_wall"
-        else
-            ref_run "$v" fresh "$count" "$bytes"
-            eval "w_ref_fresh_$(echo "$v" | tr - _)=$ref_wall"
-            ref_run "$v" same 0 0
-            eval "w_ref_same_$(echo "$v" | tr - _)=$ref_wall"
-        fi
-        # K new messages in the INBOX (the same K each time), a re-sync, then the source as it was
-        uids=$(itool append-many INBOX "$seed" "$first_new" "$newk")
-        nb=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import fill_maildir
-print(sum(len(fill_maildir.make_message(int(sys.argv[2]), i)[0]) for i in range(int(sys.argv[3]), int(sys.argv[3]) + int(sys.argv[4]))))' \
-            "$TOOLS" "$seed" "$first_new" "$newk")
-        if [ "$who" = mailhub ]; then
-            mh_run "$v" "new" $((count + newk)) "$newk" "$nb"
-            eval "w_mh_new_$(echo "$v" | tr - _)=$last_wall"
-            # the next run starts from a fresh store: leave the source as it was
+            # fresh; the daemon keeps running for the warm passes
+            mh_run "$v" fresh "$count" "$count" "$bytes" keep
+            keep_wall mh_fresh "$v" "$last_wall"
+            keep_wall mh_fresh_indexed "$v" "$index_wall"
+            mh_warm "$v" same_warm "$count" 0 0
+            keep_wall mh_same_warm "$v" "$last_wall"
+            uids=$(itool append-many INBOX "$seed" "$first_new" "$newk")
+            mh_warm "$v" new_warm $((count + newk)) "$newk" "$nb"
+            keep_wall mh_new_warm "$v" "$last_wall"
+            # the source as it was, and one more (untimed) pass, so that the restart
+            # below finds nothing to do: the K are marked gone at the source (the
+            # store keeps them, and they stay in the folders' counts)
+            itool expunge INBOX "$uids" >/dev/null
+            resync $((count + newk)) >/dev/null 2>"$W/catchup.err" ||
+                { say "the pass after the expunge failed:"; cat "$W/catchup.err" >&2; exit 1; }
+            mh_stop
+            # from a start: nothing new, then K new (the same messages again, with new UIDs)
+            mh_run "$v" same_restart $((count + newk)) 0 0
+            keep_wall mh_same_restart "$v" "$last_wall"
+            uids=$(itool append-many INBOX "$seed" "$first_new" "$newk")
+            mh_run "$v" new_restart $((count + 2 * newk)) "$newk" "$nb"
+            keep_wall mh_new_restart "$v" "$last_wall"
             itool expunge INBOX "$uids" >/dev/null
         else
-            ref_run "$v" "new" "$newk" "$nb"
-            eval "w_ref_new_$(echo "$v" | tr - _)=$ref_wall"
+            ref_run "$v" fresh "$count" "$bytes"
+            keep_wall ref_fresh "$v" "$ref_wall"
+            ref_run "$v" same 0 0
+            keep_wall ref_same "$v" "$ref_wall"
+            uids=$(itool append-many INBOX "$seed" "$first_new" "$newk")
+            ref_run "$v" new "$newk" "$nb"
+            keep_wall ref_new "$v" "$ref_wall"
             itool expunge INBOX "$uids" >/dev/null
         fi
     done
@@ -315,14 +402,16 @@ done
 
 if [ "$ref" -eq 1 ]; then
     echo
-    echo "wall time ratio mailhub / $reftool (below 1: mailhub is faster)"
+    echo "wall time ratio mailhub / $reftool (below 1: mailhub is faster; $reftool's runs always include its start)"
     for v in $variants; do
         vv=$(echo "$v" | tr - _)
-        for phase in fresh same new; do
+        for phase in fresh fresh_indexed same_restart same_warm new_restart new_warm; do
             a=$(eval echo "\${w_mh_${phase}_$vv:-}")
-            b=$(eval echo "\${w_ref_${phase}_$vv:-}")
-            [ -n "$a" ] && [ -n "$b" ] && awk -v v="$v" -v p="$phase" -v a="$a" -v b="$b" \
-                'BEGIN { printf "  %-8s %-6s %6.2f s / %6.2f s = %5.2f\n", v, p, a, b, (b > 0 ? a / b : 0) }'
+            b=$(eval echo "\${w_ref_${phase%_*}_$vv:-}")
+            if [ -n "$a" ] && [ -n "$b" ]; then
+                awk -v v="$v" -v p="$(label "$phase")" -v r="${phase%_*}" -v a="$a" -v b="$b" \
+                    'BEGIN { printf "  %-8s %-15s %7.3f s / %7.3f s (%-5s) = %5.2f\n", v, p, a, b, r, (b > 0 ? a / b : 0) }'
+            fi
         done
     done
 fi
