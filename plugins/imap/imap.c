@@ -2018,7 +2018,9 @@ static void cmd_examine_done(struct iconn *c, struct icmd *cmd, const struct ima
                     im->host, f->name, f->st_uv, c->uv);
         f->ck_next = 0;
         uint32_t hi = c->uidnext > 0 ? c->uidnext - 1 : 0;
-        step_fetch(im, 1, hi, 0, 1);
+        /* The folder was synced before, so a message that matches no stored copy by content came
+         * since: it is news (notify); the re-matched ones are duplicates, which never notify. */
+        step_fetch(im, 1, hi, 1, 1);
         return;
     }
     if (c->examined_qresync) {

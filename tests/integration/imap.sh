@@ -270,16 +270,21 @@ check "the provider's sync state holds the folder's UIDVALIDITY $OLD_UV ($(state
     sh -c "echo '$(state_of "$DOVE_ID" "f:Lists/dovecot-users")' | grep -q 'uv=$OLD_UV'"
 BEFORE=$(count_of "$DOVE_ID")
 SYNCED=$(events account.synced dove)
+MR_UV=$(events mail.received dove 'e["data"]["folder"] == "Lists/dovecot-users"')
 itool alice recreate "Lists/dovecot-users" >"$T/uv.out"
 rc=$?
 check "the source folder is recreated with the same mail and a new UIDVALIDITY ($(cat "$T/uv.out"))" [ $rc -eq 0 ]
+# and one message arrives in it meanwhile: news, unlike the ones it had
+itool alice append-many "Lists/dovecot-users" 7 100004 1 >/dev/null
 sync_now "$DOVE_ID"
 uv_seen() { state_of "$DOVE_ID" "f:Lists/dovecot-users" | grep -q "uv=$(cut -d' ' -f2 "$T/uv.out")"; }
 check "the provider's sync state moves to the new UIDVALIDITY" wait_secs 30 uv_seen
 synced_more() { [ "$(events account.synced dove)" -gt "$SYNCED" ]; }
 check "and a sync pass ends (account.synced)" wait_secs 30 synced_more
 sleep 2
-check "no duplicates after the UIDVALIDITY reset (still $BEFORE messages)" count_is "$DOVE_ID" "$BEFORE"
+check "no duplicates after the UIDVALIDITY reset ($BEFORE messages and the one new)" count_is "$DOVE_ID" $((BEFORE + 1))
+check "the message that arrived during the reset gives mail.received, the re-matched ones none" \
+    [ "$(events mail.received dove 'e["data"]["folder"] == "Lists/dovecot-users"')" -eq $((MR_UV + 1)) ]
 check "and the folder still matches the source byte for byte" same_as_source alice "$DOVE_ID" --flags
 
 # ------------------------------------------------------------------- TLS
