@@ -265,8 +265,9 @@ static const struct mh_option imap_options[] = {
      "implicit|starttls|none", 0, 0},
     {"username", MH_OPT_STR, NULL, MH_OPT_REQUIRED, "login name", NULL, 0, 0},
     {"password", MH_OPT_STR, NULL, MH_OPT_SECRET, "password (or use oauth2_token)", NULL, 0, 0},
-    {"oauth2_token", MH_OPT_STR, NULL, MH_OPT_SECRET, "OAuth2 access token (SASL XOAUTH2)", NULL, 0, 0},
-    {"auth", MH_OPT_ENUM, "auto", 0, "login method", "auto|login|plain|xoauth2", 0, 0},
+    {"oauth2_token", MH_OPT_STR, NULL, MH_OPT_SECRET, "OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER)", NULL,
+     0, 0},
+    {"auth", MH_OPT_ENUM, "auto", 0, "login method", "auto|login|plain|xoauth2|oauthbearer", 0, 0},
     {"ca_file", MH_OPT_STR, NULL, 0, "extra CA certificates (PEM) to trust; verification is never off", NULL,
      0, 0},
     {"folders_exclude", MH_OPT_STRLIST, NULL, 0, "folders not imported (names with '/', shell patterns)",
@@ -2448,11 +2449,12 @@ static int imap_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
         password = NULL;
     if (token != NULL && *token == '\0')
         token = NULL;
-    if (strcmp(auth, "xoauth2") == 0 && token == NULL) {
-        mh_set_error(ctx, "auth: xoauth2 needs oauth2_token (account %s on %s)", username, host);
+    int bearer = strcmp(auth, "xoauth2") == 0 || strcmp(auth, "oauthbearer") == 0;
+    if (bearer && token == NULL) {
+        mh_set_error(ctx, "auth: %s needs oauth2_token (account %s on %s)", auth, username, host);
         return MH_EINVAL;
     }
-    if (strcmp(auth, "xoauth2") != 0 && password == NULL && token == NULL) {
+    if (!bearer && password == NULL && token == NULL) {
         mh_set_error(ctx, "password or oauth2_token: one is required (account %s on %s)", username, host);
         return MH_EINVAL;
     }
@@ -2469,7 +2471,7 @@ static int imap_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
     im->username = mh_strdup(username);
     im->password = password != NULL ? mh_strdup(password) : NULL;
     im->token =
-        token != NULL && (strcmp(auth, "xoauth2") == 0 || strcmp(auth, "auto") == 0 || password == NULL)
+        token != NULL && (bearer || strcmp(auth, "auto") == 0 || password == NULL)
             ? mh_strdup(token)
             : NULL;
     const char *ca = mh_cfg_str(cfg, "ca_file");
@@ -2487,6 +2489,8 @@ static int imap_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
         im->login_options = mh_strdup("AUTH=PLAIN");
     else if (strcmp(auth, "xoauth2") == 0)
         im->login_options = mh_strdup("AUTH=XOAUTH2");
+    else if (strcmp(auth, "oauthbearer") == 0)
+        im->login_options = mh_strdup("AUTH=OAUTHBEARER"); /* RFC 7628 */
     im->exclude = copy_list(cfg, "folders_exclude", &im->n_exclude);
     im->watch = copy_list(cfg, "watch", &im->n_watch);
     im->max_conns = mh_cfg_int(cfg, "max_connections");
