@@ -75,7 +75,7 @@ enum phase {
     PH_STOPPED,
 };
 
-enum auth_kind { AUTH_AUTO, AUTH_USER, AUTH_PLAIN };
+enum auth_kind { AUTH_AUTO, AUTH_USER, AUTH_PLAIN, AUTH_XOAUTH2, AUTH_OAUTHBEARER };
 
 #define E_STORED 0x1u /* stored (before the pass, or acknowledged during it) */
 #define E_DELE 0x2u   /* DELE answered +OK */
@@ -110,7 +110,7 @@ struct put {
 struct pop3 {
     struct mh_plugin_ctx *ctx;
     /* options */
-    char *host, *username, *password, *ca_file, *folder, *label;
+    char *host, *username, *password, *token, *ca_file, *folder, *label;
     int port;
     enum nc_tls tls;
     enum auth_kind auth;
@@ -178,9 +178,13 @@ static const struct mh_option pop3_options[] = {
     {"tls", MH_OPT_ENUM, "implicit", 0, "implicit (pop3s), starttls (STLS, required) or none",
      "implicit|starttls|none", 0, 0},
     {"username", MH_OPT_STR, NULL, MH_OPT_REQUIRED, "login name", NULL, 0, 0},
-    {"password", MH_OPT_STR, NULL, MH_OPT_REQUIRED | MH_OPT_SECRET, "password", NULL, 0, 0},
+    {"password", MH_OPT_STR, NULL, MH_OPT_SECRET, "password (or use oauth2_token)", NULL, 0, 0},
+    {"oauth2_token", MH_OPT_STR, NULL, MH_OPT_SECRET, "OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER)", NULL,
+     0, 0},
     {"auth", MH_OPT_ENUM, "auto", 0,
-     "login method: auto (best offered), user (USER/PASS) or plain (SASL PLAIN)", "auto|user|plain", 0, 0},
+     "login method: auto (best offered), user (USER/PASS), plain (SASL PLAIN), xoauth2 or oauthbearer "
+     "(with oauth2_token)",
+     "auto|user|plain|xoauth2|oauthbearer", 0, 0},
     {"ca_file", MH_OPT_STR, NULL, 0, "extra CA certificates (PEM) to trust; verification is never off", NULL,
      0, 0},
     {"poll_interval", MH_OPT_DURATION, "2m", 0, "how often to look for new mail", NULL, 100, 86400000},
@@ -1466,8 +1470,12 @@ static void pass_start(struct pop3 *p)
         .port = p->port,
         .tls = p->tls,
         .username = p->own_login ? NULL : p->username,
-        .password = p->own_login ? NULL : p->password,
-        .login_options = p->auth == AUTH_PLAIN ? "AUTH=PLAIN" : NULL,
+        .password = p->own_login || p->password[0] == '\0' ? NULL : p->password,
+        .bearer = p->own_login ? NULL : p->token,
+        .login_options = p->auth == AUTH_PLAIN         ? "AUTH=PLAIN"
+                         : p->auth == AUTH_XOAUTH2     ? "AUTH=XOAUTH2"
+                         : p->auth == AUTH_OAUTHBEARER ? "AUTH=OAUTHBEARER"
+                                                       : NULL,
         .ca_file = p->ca_file,
         .connect_timeout_ms = p->timeout_ms,
         .timeout_ms = p->timeout_ms,
@@ -1506,8 +1514,28 @@ static int pop3_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
         return MH_EINVAL;
     }
     const char *pw = mh_cfg_str(cfg, "password"), *ca = mh_cfg_str(cfg, "ca_file");
+    const char *token = mh_cfg_str(cfg, "oauth2_token"), *auth_name = mh_cfg_str(cfg, "auth");
     if (strpbrk(user, "\r\n") != NULL || (pw != NULL && strpbrk(pw, "\r\n") != NULL)) {
         mh_set_error(ctx, "username and password must not contain line breaks");
+        return MH_EINVAL;
+    }
+    if (pw != NULL && *pw == '\0')
+        pw = NULL;
+    if (token != NULL && *token == '\0')
+        token = NULL;
+    if (auth_name == NULL)
+        auth_name = "auto";
+    int bearer = strcmp(auth_name, "xoauth2") == 0 || strcmp(auth_name, "oauthbearer") == 0;
+    if (bearer && token == NULL) {
+        mh_set_error(ctx, "auth: %s needs oauth2_token (account %s on %s)", auth_name, user, host);
+        return MH_EINVAL;
+    }
+    if (!bearer && strcmp(auth_name, "auto") != 0 && pw == NULL) {
+        mh_set_error(ctx, "auth: %s needs a password (account %s on %s)", auth_name, user, host);
+        return MH_EINVAL;
+    }
+    if (pw == NULL && token == NULL) {
+        mh_set_error(ctx, "password or oauth2_token: one is required (account %s on %s)", user, host);
         return MH_EINVAL;
     }
     struct pop3 *p = calloc(1, sizeof *p);
@@ -1525,9 +1553,12 @@ static int pop3_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
     p->tls = tls != NULL && strcmp(tls, "none") == 0       ? NC_TLS_NONE
              : tls != NULL && strcmp(tls, "starttls") == 0 ? NC_TLS_STARTTLS
                                                            : NC_TLS_IMPLICIT;
-    p->auth = auth != NULL && strcmp(auth, "plain") == 0  ? AUTH_PLAIN
-              : auth != NULL && strcmp(auth, "user") == 0 ? AUTH_USER
-                                                          : AUTH_AUTO;
+    p->auth = auth != NULL && strcmp(auth, "plain") == 0         ? AUTH_PLAIN
+              : auth != NULL && strcmp(auth, "user") == 0        ? AUTH_USER
+              : auth != NULL && strcmp(auth, "xoauth2") == 0     ? AUTH_XOAUTH2
+              : auth != NULL && strcmp(auth, "oauthbearer") == 0 ? AUTH_OAUTHBEARER
+                                                                 : AUTH_AUTO;
+    p->token = token != NULL && p->auth != AUTH_USER && p->auth != AUTH_PLAIN ? mh_strdup(token) : NULL;
     int64_t poll_ms = mh_cfg_duration_ms(cfg, "poll_interval");
     p->poll_interval = poll_ms > 0 ? (double)poll_ms / 1000.0 : 120.0;
     p->timeout_ms = mh_cfg_duration_ms(cfg, "timeout");
@@ -1540,6 +1571,7 @@ static int pop3_init(struct mh_plugin_ctx *ctx, const struct mh_config *cfg, voi
     if (p->label != NULL)
         snprintf(p->label, ll, "%s@%s", user, host);
     if (p->host == NULL || p->username == NULL || p->password == NULL || p->folder == NULL ||
+        (token != NULL && p->token == NULL && p->auth != AUTH_USER && p->auth != AUTH_PLAIN) ||
         p->label == NULL || (ca != NULL && *ca != '\0' && p->ca_file == NULL)) {
         pop3_free(p);
         return MH_ENOMEM;
@@ -1605,6 +1637,12 @@ static void pop3_free(void *state)
         while (*v)
             *v++ = 0;
     }
+    if (p->token != NULL) {
+        volatile char *v = p->token;
+        while (*v)
+            *v++ = 0;
+    }
+    free(p->token);
     free(p->host);
     free(p->username);
     free(p->password);

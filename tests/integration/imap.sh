@@ -64,7 +64,7 @@ trap 'exit 1' INT TERM HUP # so that the EXIT trap stops the peers when the run 
 BG_PIDS="$BG_PIDS $!"
 wait_secs 10 test -s "$T/oauth.port"
 "$PEERS/dovecot.sh" start "$DOVE" --user alice:alice-secret-1 --user bob:bob-secret-1 \
-    --user carol:carol-secret-1 --user tina:tina-secret-1 --user olivia:olivia-unused-9 \
+    --user carol:carol-secret-1 --user tina:tina-secret-1 --user olivia:olivia-secret-1 \
     --oauth2 "http://127.0.0.1:$(cat "$T/oauth.port")/introspect" >"$T/dove.env" 2>"$T/dove.err"
 rc=$?
 if [ $rc -eq 77 ]; then cat "$T/dove.err"; exit 77; fi
@@ -347,6 +347,20 @@ check "... after Dovecot asked about it" grep -q '^/introspect tok-ex inactive' 
 check "nothing is stored with it" count_is "$OX_ID" 0
 check "the tokens are in neither the log, the events nor the database" \
     sh -c "! grep -qa 'tok-olivia-7Hq2\|tok-expired-0000' '$T/log1' '$DATA/events.log' '$DATA'/hub.db*"
+
+# ------------------------------ folders_exclude, and polling without IDLE
+# olivia's mailbox again, with a password: two folder patterns excluded, one connection (no IDLE),
+# a pass every 2 s
+EXCL_WANT=$(cut -f2 "$T/olivia.manifest" | grep -cv '^Archive/\|^Lists/')
+PL_ID=$(link poll-only "$(imap_settings olivia "$DOVECOT_IMAP_PORT" \
+    '"max_connections":1,"poll_interval":"2s","folders_exclude":["Archive/*","Lists/*"]')")
+check "folders_exclude: only the other folders' $EXCL_WANT messages are imported" wait_secs 60 count_is "$PL_ID" "$EXCL_WANT"
+account "$PL_ID"
+check "... (the account lists $(jget 'len(d["folders"])' "$T/acct.json") folders, none excluded)" \
+    jtrue 'd["folders"] and not [f for f in d["folders"] if f["name"].startswith(("Archive/", "Lists/"))]' "$T/acct.json"
+itool olivia append-many INBOX 19 100000 1 >/dev/null
+check "without IDLE the next poll brings new mail, with mail.received" wait_secs 20 has_event mail.received poll-only
+check "... and the count" wait_secs 10 count_is "$PL_ID" $((EXCL_WANT + 1))
 
 # -------------------------------------------------- cuts during an import
 "$PY" "$TOOLS/cutproxy.py" --target "127.0.0.1:$DOVECOT_IMAP_PORT" --port-file "$T/cut.port" \

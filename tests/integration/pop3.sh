@@ -44,8 +44,16 @@ trap stop_peers EXIT
 trap 'exit 1' INT TERM HUP # so that the EXIT trap stops the peers when the run is interrupted
 
 # ------------------------------------------------------------- the source
+# tests/tools/oauth2_introspect.py stands in for the identity provider's token introspection endpoint
+# (it cannot run here), which the real Dovecot asks about each XOAUTH2 / OAUTHBEARER login.
+"$PY" "$TOOLS/oauth2_introspect.py" --token tok-vera-5Kp1:vera --port-file "$T/oauth.port" \
+    --log "$T/oauth.log" &
+BG_PIDS="$BG_PIDS $!"
+n=100
+while [ ! -s "$T/oauth.port" ] && [ $n -gt 0 ]; do sleep 0.05; n=$((n - 1)); done
 "$PEERS/dovecot.sh" start "$DOVE" --user pat:pat-secret-1 --user quinn:quinn-secret-1 \
-    --user rita:rita-secret-1 --user tina:tina-secret-1 >"$T/dove.env" 2>"$T/dove.err"
+    --user rita:rita-secret-1 --user tina:tina-secret-1 --user vera:vera-secret-1 \
+    --oauth2 "http://127.0.0.1:$(cat "$T/oauth.port")/introspect" >"$T/dove.env" 2>"$T/dove.err"
 rc=$?
 if [ $rc -eq 77 ]; then cat "$T/dove.err"; exit 77; fi
 if [ $rc -ne 0 ]; then cat "$T/dove.err"; not_ok "a private Dovecot starts"; finish; fi
@@ -74,7 +82,7 @@ for n in sorted(uidl, key=int):
 p.quit()
 EOF
 }
-fill pat 800 21 && fill quinn 5000 23 && fill rita 1200 25 && fill tina 40 27
+fill pat 800 21 && fill quinn 5000 23 && fill rita 1200 25 && fill tina 40 27 && fill vera 25 29
 check "generated mail is written into four Dovecot Maildirs" [ $? -eq 0 ]
 pop_list pat | sort >"$T/pat.before"
 cut -f2,3 "$T/pat.manifest" | sort >"$T/pat.want"
@@ -229,6 +237,27 @@ check "a wrong password gives account.error naming the login" wait_secs 30 \
     has_event account.error pop3-bad-password '__import__("re").search("auth|login|credential|password|USER|PASS", e["data"]["error"], 2)'
 check "nothing is stored with a wrong password" count_is "$BADPW_ID" 0
 check "the wrong password is in neither the log nor the events" sh -c "! grep -q 'wrong-password-1' '$T/log1' '$DATA/events.log'"
+
+# ------------------------------------------------------ OAuth2 bearer tokens
+oauth_settings() { # oauth_settings AUTH TOKEN: a token, no password
+    printf '{"host":"127.0.0.1","port":%s,"tls":"none","username":"vera","oauth2_token":"%s","auth":"%s"}' \
+        "$DOVECOT_POP3_PORT" "$2" "$1"
+}
+XO_ID=$(link pop3-xoauth2 "$(oauth_settings xoauth2 tok-vera-5Kp1)")
+OB_ID=$(link pop3-oauthbearer "$(oauth_settings oauthbearer tok-vera-5Kp1)")
+OX_ID=$(link pop3-oauth-expired "$(oauth_settings auto tok-expired-0000)")
+check "POP3 with SASL XOAUTH2 and a good token: all 25 messages" wait_secs 60 count_is "$XO_ID" 25
+check "POP3 with SASL OAUTHBEARER: all 25 messages" wait_secs 60 count_is "$OB_ID" 25
+check "Dovecot logged vera in with XOAUTH2 and with OAUTHBEARER" sh -c \
+    "grep -q 'pop3-login: Info: Login: user=<vera>, method=XOAUTH2' '$DOVECOT_LOG' &&
+     grep -q 'pop3-login: Info: Login: user=<vera>, method=OAUTHBEARER' '$DOVECOT_LOG'"
+check "XOAUTH2 is byte-exact" same_as_source vera "$XO_ID"
+check "a token the provider does not know gives account.error naming the login" wait_secs 30 \
+    has_event account.error pop3-oauth-expired '__import__("re").search("auth|login|credential", e["data"]["error"], 2)'
+check "... after Dovecot asked about it" grep -q '^/introspect tok-ex inactive' "$T/oauth.log"
+check "nothing is stored with it" count_is "$OX_ID" 0
+check "the tokens are in neither the log, the events nor the database" \
+    sh -c "! grep -qa 'tok-vera-5Kp1\|tok-expired-0000' '$T/log1' '$DATA/events.log' '$DATA'/hub.db*"
 
 # -------------------------------------------------- cuts during an import
 "$PY" "$TOOLS/cutproxy.py" --target "127.0.0.1:$DOVECOT_POP3_PORT" --port-file "$T/cut.port" \
