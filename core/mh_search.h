@@ -36,14 +36,18 @@
  */
 char *mh_search_tokens(const char *utf8, size_t len, size_t max_terms);
 
-/** The search key of a user: HMAC-SHA256(data_key, "mailhub search v1"). */
+/** The search key of a user: HMAC-SHA256(data_key, "mailhub search v2"). */
 void mh_search_key(const unsigned char data_key[32], unsigned char out[32]);
 
 /**
- * The blind terms of space-separated tokens, space-separated, sorted and
- * unique (so they keep nothing of the order of the words): each the first
- * 16 characters of the lower-case RFC 4648 base32 of HMAC-SHA256(key,
- * token) (80 bits; letters a-z and digits 2-7).  "" for no token.
+ * The blind terms of space-separated tokens, space-separated, sorted by
+ * their 80-bit value and unique (so they keep nothing of the order of the
+ * words): each the first
+ * 16 characters of the lower-case RFC 4648 base32 of AES-256(key,
+ * block(token)) (80 bits; letters a-z and digits 2-7), where block(token) is
+ * the token zero-padded with its length in byte 15 when it has at most 15
+ * bytes, else the first 16 bytes of SHA-256("mailhub term" NUL token) with
+ * the high bit of byte 15 set.  "" for no token.
  */
 char *mh_search_blind(const unsigned char key[32], const char *tokens);
 

@@ -291,8 +291,8 @@ static const struct sq_migration sq_migrations[] = {
      NULL},
     /* 4: SDK 1.3.  The queue of messages whose body the core analyses after
      * the import (search terms, attachments): a table of its own, so that the
-     * messages table (blob last) is not rebuilt; and a covering index for
-     * source_list. */
+     * messages table (blob last) is not rebuilt; a covering index for
+     * source_list; and every message queued, for the new blind terms. */
     {("CREATE TABLE index_queue ("
       "  id INTEGER PRIMARY KEY,"
       "  user_id INTEGER NOT NULL);"
@@ -306,7 +306,11 @@ static const struct sq_migration sq_migrations[] = {
       /* source_list reads a folder's identities without walking the rows (and their blobs' first
        * pages): a re-sync of a POP3 mailbox or of an IMAP folder without CONDSTORE lists them all */
       "CREATE INDEX messages_source_list ON messages (folder_id, uid, source_id, flags, source_gone)"
-      "  WHERE source_id IS NOT NULL;"),
+      "  WHERE source_id IS NOT NULL;"
+      /* the terms of schema 3 are of the first blinding scheme (HMAC-SHA256); 1.3 blinds with
+       * AES-256 under another key: every message is analysed again, in the background */
+      "DELETE FROM msg_search;"
+      "INSERT INTO index_queue (id, user_id) SELECT id, user_id FROM messages;"),
      NULL},
 };
 #define SQ_SCHEMA_VERSION ((int)(sizeof sq_migrations / sizeof sq_migrations[0]))

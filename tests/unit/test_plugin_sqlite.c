@@ -276,8 +276,11 @@ static void test_migrate_v2_with_data(void **state)
     assert_int_equal(query_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(log_count(f, "schema migrated to version 3"), 1);
     assert_int_equal(log_count(f, "schema migrated to version 4"), 1);
-    /* mail stored before 1.3 was analysed on arrival: none of it is queued */
-    assert_int_equal(query_int(f->db, "SELECT count(*) FROM index_queue"), 0);
+    /* the old index's terms are of the first blinding scheme: gone, and every message queued to be
+     * analysed again */
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM index_queue"), 2);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM index_queue WHERE user_id = 4 AND id IN (41, 42)"), 2);
+    assert_int_equal(query_int(f->db, "SELECT count(*) FROM msg_search"), 0);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM messages"), 2);
     assert_int_equal(query_int(f->db, "SELECT sum(length(blob)) FROM messages"), 7);
     assert_int_equal(query_int(f->db, "SELECT count(*) FROM messages WHERE id = 42 AND subject = 'two'"

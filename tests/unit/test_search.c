@@ -2,7 +2,7 @@
  * The blind search index (core/mh_search.c): tokens of English, Chinese,
  * Japanese, Korean, Greek, Cyrillic and mixed text, e-mail addresses,
  * limits; the search key and blind terms (stable, key-dependent, no
- * plaintext, HMAC-SHA256 as OpenSSL computes it); queries whose terms are a
+ * plaintext, AES-256 as OpenSSL computes it); queries whose terms are a
  * subset of a document's exactly when it should match.
  */
 #include "config.h"
@@ -334,7 +334,7 @@ static void test_key(void **state)
     assert_memory_equal(k1, k2, 32);
     assert_memory_not_equal(k1, k3, 32);
     assert_memory_not_equal(k1, key_a, 32);
-    assert_non_null(HMAC(EVP_sha256(), key_a, 32, (const unsigned char *)"mailhub search v1", 17, want, &n));
+    assert_non_null(HMAC(EVP_sha256(), key_a, 32, (const unsigned char *)"mailhub search v2", 17, want, &n));
     assert_int_equal(n, 32);
     assert_memory_equal(k1, want, 32);
 }
@@ -352,6 +352,31 @@ static void b32_16(const unsigned char *d, char out[17])
         out[i] = al[v];
     }
     out[16] = '\0';
+}
+
+/* 1 when the 16-character term a is less than b as an 80-bit number (RFC 4648 base32, lower case). */
+static int b32_less(const char *a, const char *b)
+{
+    static const char al[] = "abcdefghijklmnopqrstuvwxyz234567";
+    for (int i = 0; i < 16; i++) {
+        long x = strchr(al, a[i]) - al, y = strchr(al, b[i]) - al;
+        if (x != y)
+            return x < y;
+    }
+    return 0;
+}
+
+/* One AES-256 block, by the EVP interface (the reference the terms are checked against). */
+static void aes256(const unsigned char key[32], const unsigned char in[16], unsigned char out[16])
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0;
+    assert_non_null(c);
+    assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_256_ecb(), NULL, key, NULL), 1);
+    assert_int_equal(EVP_CIPHER_CTX_set_padding(c, 0), 1);
+    assert_int_equal(EVP_EncryptUpdate(c, out, &n, in, 16), 1);
+    assert_int_equal(n, 16);
+    EVP_CIPHER_CTX_free(c);
 }
 
 static void test_blind(void **state)
@@ -377,11 +402,21 @@ static void test_blind(void **state)
     assert_null(strstr(t1, "report"));
     assert_null(strstr(t1, "alice"));
     assert_null(strstr(t1, "example"));
-    /* each term is base32(HMAC-SHA256(key, token))[0:16] */
-    unsigned char d[32];
-    unsigned int n = 0;
+    /* each term is base32(AES-256(key, block(token)))[0:16]; "report" is short: itself, padded, length 6 */
+    unsigned char blk[16] = {'r', 'e', 'p', 'o', 'r', 't'}, d[32];
+    blk[15] = 6;
     char want[17];
-    assert_non_null(HMAC(EVP_sha256(), key_a, 32, (const unsigned char *)"report", 6, d, &n));
+    aes256(key_a, blk, d);
+    b32_16(d, want);
+    assert_true(has(t1, want));
+    /* "alice@example.com" (17 bytes) is long: SHA-256("mailhub term" NUL token), high bit of byte 15 set */
+    unsigned char msg[64] = "mailhub term";
+    memcpy(msg + 13, "alice@example.com", 17);
+    unsigned int n = 0;
+    assert_int_equal(EVP_Digest(msg, 30, d, &n, EVP_sha256(), NULL), 1);
+    memcpy(blk, d, 16);
+    blk[15] |= 0x80;
+    aes256(key_a, blk, d);
     b32_16(d, want);
     assert_true(has(t1, want));
     /* sorted and unique: nothing of the order of the words is kept */
@@ -389,21 +424,42 @@ static void test_blind(void **state)
     assert_non_null(r1);
     assert_string_equal(r1, t1);
     free(r1);
-    assert_true(memcmp(t1, t1 + 17, 16) < 0 && memcmp(t1 + 17, t1 + 34, 16) < 0);
-    /* the HMAC itself: RFC 4231 test case 2, HMAC-SHA256("Jefe", "what do ya want for nothing?"),
-     * with the key zero-padded to 32 bytes (the same key to HMAC), as the blind terms use it */
-    static const unsigned char rfc[] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04};
-    unsigned char jefe[32] = {'J', 'e', 'f', 'e'};
-    assert_non_null(
-        HMAC(EVP_sha256(), jefe, 32, (const unsigned char *)"what do ya want for nothing?", 28, d, &n));
-    assert_memory_equal(d, rfc, sizeof rfc);
-    /* and a token through mh_search_blind() with that key: its term is the base32 of that HMAC */
-    assert_non_null(HMAC(EVP_sha256(), jefe, 32, (const unsigned char *)"nothing?", 8, d, &n));
+    assert_true(b32_less(t1, t1 + 17) && b32_less(t1 + 17, t1 + 34)); /* by value */
+    /* the AES the check above uses is AES-256: FIPS-197 appendix C.3 */
+    static const unsigned char fips_pt[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                              0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+    static const unsigned char fips_ct[16] = {0x8e, 0xa2, 0xb7, 0xca, 0x51, 0x67, 0x45, 0xbf,
+                                              0xea, 0xfc, 0x49, 0x90, 0x4b, 0x49, 0x60, 0x89};
+    unsigned char fips_key[32];
+    for (int i = 0; i < 32; i++)
+        fips_key[i] = (unsigned char)i;
+    aes256(fips_key, fips_pt, d);
+    assert_memory_equal(d, fips_ct, 16);
+    /* a 15-byte token is still short, a 16-byte one is long: different blocks, different terms */
+    char *b15 = mh_search_blind(key_a, "abcdefghijklmno"), *b16 = mh_search_blind(key_a, "abcdefghijklmnop");
+    assert_non_null(b15);
+    assert_non_null(b16);
+    unsigned char s15[16] = "abcdefghijklmno";
+    s15[15] = 15;
+    aes256(key_a, s15, d);
     b32_16(d, want);
-    char *one = mh_search_blind(jefe, "nothing?");
-    assert_non_null(one);
-    assert_string_equal(one, want);
-    free(one);
+    assert_string_equal(b15, want);
+    assert_string_not_equal(b15, b16);
+    free(b15);
+    free(b16);
+    /* many terms (the sort's longer gaps): all there, each once, in order */
+    size_t cap = 3000 * 12 + 1, at = 0;
+    char *many = malloc(cap);
+    assert_non_null(many);
+    for (int i = 0; i < 3000; i++)
+        at += (size_t)snprintf(many + at, cap - at, "%sw%d", i ? " " : "", i * 7919 % 10007);
+    char *mt = mh_search_blind(key_a, many);
+    assert_non_null(mt);
+    assert_int_equal(count_items(mt), 3000);
+    for (size_t i = 17; i < strlen(mt); i += 17)
+        assert_true(b32_less(mt + i - 17, mt + i));
+    free(mt);
+    free(many);
     free(t1);
     free(t2);
     free(t3);
