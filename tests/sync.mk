@@ -5,5 +5,5 @@
 TESTS += tests/integration/imap.sh tests/integration/pop3.sh
 EXTRA_DIST += tests/integration/imap.sh tests/integration/pop3.sh tests/peers/dovecot.sh \
 	tests/tools/fill_maildir.py tests/tools/imaptool.py tests/tools/mh_export.py \
-	tests/tools/badimap.py tests/tools/cutproxy.py \
-	bench/imap.sh bench/pop3.sh
+	tests/tools/badimap.py tests/tools/cutproxy.py tests/tools/oauth2_introspect.py \
+	bench/imap.sh bench/pop3.sh bench/resync.py
