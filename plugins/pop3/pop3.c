@@ -1629,6 +1629,7 @@ static void pop3_free(void *state)
         free(u);
     }
     pass_reset(p);
+    map_clear(&p->known); /* kept between passes (known_keep) */
     free(p->entries);
     map_clear(&p->seen);
     free(p->buf);
