@@ -49,7 +49,7 @@ struct mh_hub {
     struct hub_account *accounts;
     mh_hub_key_hook key_hook;
     void *key_arg;
-    int index_wanted; /* queued messages may wait for mh_hub_index_step() */
+    int index_wanted; /* queued messages may wait for analysis (mh_hub_index_fetch) */
     uint64_t index_done, index_failed;
 };
 
@@ -894,66 +894,6 @@ int mh_hub_search_terms(struct mh_hub *h, int64_t user_id, const char *query, ch
 
 /* ------------------------------------------------- deferred analysis */
 
-struct pending_msg {
-    int64_t id, user_id, account_id;
-    struct mh_mime_headers hd; /* the decoded headers the store keeps: words of the index too */
-    unsigned char *blob;
-    size_t blob_len;
-};
-
-struct pending_list {
-    struct pending_msg *v;
-    size_t n, cap;
-    int oom;
-};
-
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
-static int pending_cb(void *arg, const struct mh_msg_rec *m)
-{
-    struct pending_list *l = arg;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 32;
-        struct pending_msg *v = realloc(l->v, cap * sizeof *v);
-        if (v == NULL) {
-            l->oom = 1;
-            return 1;
-        }
-        l->v = v;
-        l->cap = cap;
-    }
-    struct pending_msg *p = &l->v[l->n];
-    memset(p, 0, sizeof *p);
-    p->id = m->id;
-    p->user_id = m->user_id;
-    p->account_id = m->account_id;
-    p->hd.from = dup_or_null(m->from);
-    p->hd.to = dup_or_null(m->to);
-    p->hd.cc = dup_or_null(m->cc);
-    p->hd.subject = dup_or_null(m->subject);
-    p->blob_len = m->blob_len;
-    p->blob = malloc(m->blob_len ? m->blob_len : 1);
-    if (p->blob == NULL) {
-        mh_mime_headers_clear(&p->hd);
-        l->oom = 1;
-        return 1;
-    }
-    if (m->blob_len)
-        memcpy(p->blob, m->blob, m->blob_len);
-    l->n++;
-    return 0;
-}
-
-static void pending_clear(struct pending_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        mh_mime_headers_clear(&l->v[i].hd);
-        free(l->v[i].blob);
-    }
-    free(l->v);
-    memset(l, 0, sizeof *l);
-}
-
 static void index_caught_up(struct mh_hub *h)
 {
     h->index_wanted = 0;
@@ -998,6 +938,54 @@ void mh_hub_analysis_free(struct mh_hub_analysis **ap)
     *ap = NULL;
 }
 
+static char *dup_or_null(const char *s) { return s ? mh_xstrdup(s) : NULL; }
+
+struct fetch_ctx {
+    struct mh_hub *h;
+    struct mh_hub_analysis *a;
+    size_t cap;
+    int64_t last_id;
+    int oom;
+};
+
+/* One queued message, opened straight from the store's record (a store callback may call its reads:
+ * user_load does, for a user not cached yet). */
+static int fetch_cb(void *arg, const struct mh_msg_rec *m)
+{
+    struct fetch_ctx *c = arg;
+    struct mh_hub_analysis *a = c->a;
+    if (a->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 32;
+        struct analysis_item *v = realloc(a->v, cap * sizeof *v);
+        if (v == NULL) {
+            c->oom = 1;
+            return 1;
+        }
+        a->v = v;
+        c->cap = cap;
+    }
+    struct analysis_item *it = &a->v[a->n++];
+    memset(it, 0, sizeof *it);
+    it->id = m->id;
+    /* the decoded headers the store keeps are words of the index too */
+    it->hd.from = dup_or_null(m->from);
+    it->hd.to = dup_or_null(m->to);
+    it->hd.cc = dup_or_null(m->cc);
+    it->hd.subject = dup_or_null(m->subject);
+    int urc = 0;
+    struct hub_user *u = user_load(c->h, m->user_id, NULL, &urc);
+    char aad[64];
+    snprintf(aad, sizeof aad, "msg:%" PRId64 ":%" PRId64, m->user_id, m->account_id);
+    if (u == NULL)
+        it->why = urc == MH_ENOTFOUND ? "its user is gone" : "its user's key does not open";
+    else if (m->blob == NULL || unseal_alloc(u->key, aad, m->blob, m->blob_len, &it->raw, &it->raw_len) != 0)
+        it->why = "it does not decrypt";
+    else
+        memcpy(it->search_key, u->search_key, sizeof it->search_key);
+    c->last_id = m->id;
+    return 0;
+}
+
 int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struct mh_hub_analysis **out,
                        int64_t *last_id)
 {
@@ -1006,44 +994,20 @@ int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struc
         h->index_wanted = 0;
         return 0;
     }
-    struct pending_list l = {0};
-    int rc = h->ops->index_pending_list(h->state, after_id, limit, pending_cb, &l);
-    if (rc == MH_OK && l.oom)
+    struct fetch_ctx c = {.h = h, .a = mh_xcalloc(1, sizeof *c.a)};
+    int rc = h->ops->index_pending_list(h->state, after_id, limit, fetch_cb, &c);
+    if (rc == MH_OK && c.oom)
         rc = MH_ENOMEM;
-    if (rc != MH_OK) {
-        pending_clear(&l);
+    if (rc != MH_OK || c.a->n == 0) {
+        if (rc == MH_OK && after_id <= 0)
+            index_caught_up(h);
+        mh_hub_analysis_free(&c.a);
         return rc;
     }
-    if (l.n == 0) {
-        if (after_id <= 0)
-            index_caught_up(h);
-        pending_clear(&l);
-        return 0;
-    }
-    struct mh_hub_analysis *a = mh_xcalloc(1, sizeof *a);
-    a->v = mh_xcalloc(l.n, sizeof *a->v);
-    for (size_t i = 0; i < l.n; i++) {
-        struct pending_msg *p = &l.v[i];
-        struct analysis_item *it = &a->v[a->n++];
-        it->id = p->id;
-        it->hd = p->hd; /* moved */
-        memset(&p->hd, 0, sizeof p->hd);
-        int urc = 0;
-        struct hub_user *u = user_load(h, p->user_id, NULL, &urc);
-        char aad[64];
-        snprintf(aad, sizeof aad, "msg:%" PRId64 ":%" PRId64, p->user_id, p->account_id);
-        if (u == NULL)
-            it->why = urc == MH_ENOTFOUND ? "its user is gone" : "its user's key does not open";
-        else if (unseal_alloc(u->key, aad, p->blob, p->blob_len, &it->raw, &it->raw_len) != 0)
-            it->why = "it does not decrypt";
-        else
-            memcpy(it->search_key, u->search_key, sizeof it->search_key);
-        if (last_id)
-            *last_id = p->id;
-    }
-    pending_clear(&l);
-    *out = a;
-    return (int)a->n;
+    if (last_id)
+        *last_id = c.last_id;
+    *out = c.a;
+    return (int)c.a->n;
 }
 
 void mh_hub_index_analyse(struct mh_hub_analysis *a)
@@ -1085,18 +1049,6 @@ int mh_hub_index_store(struct mh_hub *h, struct mh_hub_analysis *a)
         done++;
     }
     return done;
-}
-
-int mh_hub_index_step(struct mh_hub *h, unsigned limit)
-{
-    struct mh_hub_analysis *a = NULL;
-    int n = mh_hub_index_fetch(h, 0, limit, &a, NULL);
-    if (n <= 0)
-        return n;
-    mh_hub_index_analyse(a);
-    int rc = mh_hub_index_store(h, a);
-    mh_hub_analysis_free(&a);
-    return rc;
 }
 
 int mh_hub_index_wanted(struct mh_hub *h) { return h != NULL && h->index_wanted; }

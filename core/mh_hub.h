@@ -104,8 +104,8 @@ int mh_hub_ingest(struct mh_hub *h, struct mh_hub_ingest *in);
  * thread, ahead of the store thread.  Free with mh_hub_ingest_clear().
  *
  * With a store that has the SDK 1.3 queue (msg_index), mh_hub_ingest() stores
- * a message whose body was not analysed at once, queued, and
- * mh_hub_index_step() analyses it later: an import writes mail at the speed
+ * a message whose body was not analysed at once, queued, and the store lane
+ * analyses it later (mh_hub_index_fetch and the two after it): an import writes mail at the speed
  * of the header scan, the hash and the seal, and the search index and the
  * attachment lists follow as soon as the store lane has nothing else to do.
  */
@@ -121,23 +121,16 @@ void mh_hub_ingest_clear(struct mh_hub_ingest *in);
  */
 typedef void (*mh_hub_key_hook)(void *arg, int64_t user_id, const unsigned char search_key[32]);
 void mh_hub_set_key_hook(struct mh_hub *h, mh_hub_key_hook fn, void *arg);
-/**
- * Deferred analysis (store thread): analyse up to `limit` queued messages --
- * open, parse the body, list the attachments, blind the words -- and hand the
- * results to the store (uncommitted: the caller flushes).  Returns how many
- * were done (fewer than limit: the queue is empty) or a negative MH_E* code.
- * A message that cannot be opened or parsed leaves the queue unindexed, with
- * a warning, so that it is never retried for ever.
- */
-int mh_hub_index_step(struct mh_hub *h, unsigned limit);
 /*
- * The same in three parts, so that the work that needs neither the store nor
- * the keys runs on another thread: fetch (store thread) lists up to `limit`
+ * Deferred analysis, in three parts, so that the work that needs neither the
+ * store nor the keys runs on another thread: fetch (store thread) lists up to `limit`
  * queued messages with an id above after_id and opens them (*last_id: the
  * highest id taken; 0 found with after_id 0: the queue is empty, analysis is
  * no longer wanted); analyse (any thread) parses and blinds; store (store
  * thread) hands the results to the store, uncommitted, and returns how many
- * left the queue.  Free with mh_hub_analysis_free().
+ * left the queue (a message that could not be opened or parsed leaves it
+ * unindexed, with a warning, so that it is never retried for ever).  Free
+ * with mh_hub_analysis_free().
  */
 struct mh_hub_analysis;
 int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struct mh_hub_analysis **out,
@@ -145,7 +138,7 @@ int mh_hub_index_fetch(struct mh_hub *h, int64_t after_id, unsigned limit, struc
 void mh_hub_index_analyse(struct mh_hub_analysis *a);
 int mh_hub_index_store(struct mh_hub *h, struct mh_hub_analysis *a);
 void mh_hub_analysis_free(struct mh_hub_analysis **a);
-/** 1 when queued messages may be waiting for mh_hub_index_step(). */
+/** 1 when queued messages may be waiting for analysis. */
 int mh_hub_index_wanted(struct mh_hub *h);
 /** How many of user_id's messages (0: every user's) wait for analysis; MH_ENOTSUP before SDK 1.3 stores. */
 int mh_hub_index_pending(struct mh_hub *h, int64_t user_id, uint64_t *count_out);

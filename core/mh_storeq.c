@@ -23,7 +23,7 @@
 /* The prep thread hands work on in small chunks, so that the store thread starts on a batch while the
  * rest of it is still being parsed: the stages overlap instead of taking turns. */
 #define STOREQ_PREP_CHUNK 32
-/* Deferred analysis (mh_hub_index_step) runs once the lane has had nothing to do for this long, a few
+/* Deferred analysis (mh_hub_index_fetch/analyse/store) runs once the lane has had nothing to do for this long, a few
  * messages at a time, so that new mail never waits long behind it. */
 #define STOREQ_INDEX_IDLE_MS 20
 #define STOREQ_INDEX_STEP 32
@@ -166,31 +166,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Store thread, lock held: analyse a few queued messages and commit them. */
-static void index_step(struct mh_storeq *q)
-{
-    q->busy = 1;
-    pthread_mutex_unlock(&q->lock);
-    int n = mh_hub_index_step(q->hub, STOREQ_INDEX_STEP);
-    if (n > 0 && q->ops->flush) {
-        int frc = q->ops->flush(q->state);
-        if (frc < 0) {
-            mh_logf(MH_LOG_ERROR, "core", "the store failed to commit the analysis of %d messages (code %d): "
-                    "they stay queued", n, frc);
-            mh_hub_forget_accounting(q->hub);
-        }
-    } else if (n < 0) {
-        mh_logf(MH_LOG_ERROR, "core", "analysing stored messages failed (code %d): retried when the store is "
-                "next idle", n);
-        if (q->ops->flush)
-            q->ops->flush(q->state); /* drop what the failed step left half done */
-    }
-    pthread_mutex_lock(&q->lock);
-    q->last_index_ms = mono_ms();
-    q->busy = 0;
-    pthread_cond_broadcast(&q->idle);
-}
-
 /*
  * Store thread, lock NOT held: open the next few queued messages and hand them to the prep thread, which
  * parses and blinds them while this thread goes on; they come back as a REQ_ANALYSE for the store.
@@ -253,6 +228,17 @@ static int start_analysis(struct mh_storeq *q, int own)
     return n;
 }
 
+/* Store thread, lock held: start_analysis() with the lane marked busy. */
+static void analyse_now(struct mh_storeq *q, int own)
+{
+    q->busy = 1;
+    pthread_mutex_unlock(&q->lock);
+    start_analysis(q, own);
+    pthread_mutex_lock(&q->lock);
+    q->busy = 0;
+    pthread_cond_broadcast(&q->idle);
+}
+
 /* Lock held: 1 when the lane may start analysing: nothing waits, and no message was put for
  * STOREQ_INDEX_IDLE_MS (calls do not count: they are reads); *wait_ms: how long until then. */
 static int may_analyse(struct mh_storeq *q, int64_t *wait_ms)
@@ -275,13 +261,7 @@ static void idle_index(struct mh_storeq *q)
 {
     int64_t wait;
     if (may_analyse(q, &wait)) {
-        int own = q->an_inflight > 0;
-        q->busy = 1;
-        pthread_mutex_unlock(&q->lock);
-        start_analysis(q, own);
-        pthread_mutex_lock(&q->lock);
-        q->busy = 0;
-        pthread_cond_broadcast(&q->idle);
+        analyse_now(q, q->an_inflight > 0);
         return;
     }
     if (wait < 0) {
@@ -425,7 +405,7 @@ static void *store_thread(void *arg)
         /* a lane that never goes idle still analyses a few messages a second */
         if (q->hub != NULL && mh_hub_index_wanted(q->hub) && q->an_inflight == 0 &&
             mono_ms() - q->last_index_ms >= STOREQ_INDEX_STARVE_MS)
-            index_step(q);
+            analyse_now(q, 1);
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;
