@@ -91,73 +91,8 @@ check "the folders include a nested one and one with a Chinese name" \
 check "some messages are larger than 100 KB" sh -c "awk -F'\t' '\$3 > 102400' '$T/alice.before' | grep -q ."
 
 # ------------------------------------------------------------- the hub
-if ! "$MAILHUBD" -l -P "$top_builddir/plugins" 2>/dev/null | grep -q '^provider *imap '; then
-    not_ok "the imap provider plugin is built (mailhubd -l lists it)"
-    finish
-fi
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT/api/v1"
-export MAILHUB_URL="http://127.0.0.1:$PORT"
-cat >"$T/mailhub.yaml" <<YAML
-daemon:
-  data_dir: $DATA
-  shutdown_timeout: 10s
-  log_level: info
-plugins:
-  path: [$top_builddir/plugins]
-listeners:
-  api:
-    port: $PORT
-store:
-  plugin: sqlite
-  options: {path: hub.db}
-notifiers:
-  events:
-    plugin: log
-    events: ["mail.*", "account.*"]
-    options: {path: events.log}
-YAML
-start_daemon() { # start_daemon LOGFILE
-    "$MAILHUBD" -c "$T/mailhub.yaml" 2>>"$1" &
-    DAEMON_PID=$!
-    wait_for 30 curl -sf -o /dev/null "$BASE/health"
-}
-jget() { # jget PYEXPR FILE (d = the document)
-    "$PY" -c 'import json, sys
-d = json.load(open(sys.argv[2], encoding="utf-8"))
-v = eval(sys.argv[1])
-print("null" if v is None else json.dumps(v) if isinstance(v, (bool, dict, list)) else v)' "$1" "$2"
-}
-jtrue() { # jtrue PYEXPR FILE: exit 0 when the expression holds for the document d
-    "$PY" -c 'import json, sys
-d = json.load(open(sys.argv[2], encoding="utf-8"))
-sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" "$2" 2>/dev/null
-}
-start_daemon "$T/log1" || { cat "$T/log1"; not_ok "mailhubd serves the API"; finish; }
-ADMIN=$(cat "$DATA/admin.token")
-printf 'alice-hub-password\n' | "$CTL" --token "$ADMIN" user add alice --password-stdin >/dev/null 2>&1
-TOKEN=$(printf 'alice-hub-password\n' | "$CTL" login alice --password-stdin 2>/dev/null)
-check "a hub user alice logs in" sh -c "case '$TOKEN' in mh_*) true;; *) false;; esac"
-
-link() { # link NAME SETTINGS-JSON: prints the new account's id
-    printf '{"name":"%s","provider":"imap","settings":%s}' "$1" "$2" >"$T/link.json"
-    code=$(curl -s -o "$T/link.out" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
-        -H 'Content-Type: application/json' --data-binary "@$T/link.json" "$BASE/accounts")
-    if [ "$code" != 201 ]; then
-        echo "linking $1: HTTP $code $(cat "$T/link.out")" >&2
-        return 1
-    fi
-    jget 'd["id"]' "$T/link.out"
-}
-account() { # account ID: the account object into $T/acct.json
-    curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/accounts/$1" >"$T/acct.json"
-}
-count_of() { # count_of ID: messages the hub holds for the account (its folders' counts)
-    account "$1" && jget 'sum(f.get("messages", 0) for f in d.get("folders") or [])' "$T/acct.json"
-}
-count_is() { [ "$(count_of "$1")" = "$2" ]; }
-count_at_least() { _c=$(count_of "$1"); [ -n "$_c" ] && [ "$_c" -ge "$2" ]; }
-sync_now() { curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" "$BASE/accounts/$1/sync"; }
+. "$(dirname "$0")/sync_lib.sh"
+hub_up imap alice
 hub_export() { # hub_export ID FILE: folder sha256 size flags gone id, sorted
     "$PY" "$TOOLS/mh_export.py" --url "$BASE" --token "$TOKEN" --account "$1" --db "$DATA/hub.db" >"$2"
 }
@@ -169,23 +104,6 @@ same_as_source() {
         awk -F'\t' '$5 != "1"' "$T/hub.$2" >"$T/hub.$2.live" &&
         "$PY" "$TOOLS/mh_export.py" --compare "$T/src.$1" "$T/hub.$2.live" ${3:+"$3"}
 }
-# events TYPE ACCOUNT-NAME [PYEXPR]: how many events of that type the log notifier wrote
-# for the account (and, with PYEXPR on e = the event, that match)
-events() {
-    "$PY" - "$DATA/events.log" "$1" "$2" "${3:-True}" <<'EOF'
-import json, sys
-n = 0
-try:
-    for line in open(sys.argv[1], encoding="utf-8"):
-        e = json.loads(line)
-        if e.get("type") == sys.argv[2] and (e.get("data") or {}).get("account") == sys.argv[3] and eval(sys.argv[4]):
-            n += 1
-except FileNotFoundError:
-    pass
-print(n)
-EOF
-}
-has_event() { [ "$(events "$@")" -gt 0 ]; }
 imap_settings() { # imap_settings USER PORT [EXTRA-JSON-MEMBERS]
     printf '{"host":"127.0.0.1","port":%s,"tls":"none","username":"%s","password":"%s-secret-1"%s}' \
         "$2" "$1" "$1" "${3:+,$3}"
